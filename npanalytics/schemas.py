@@ -1,0 +1,347 @@
+"""Frame schemas: one spec per frame kind, and :func:`validate_frame`.
+
+Every frame that crosses a layer (collector -> analysis -> plotting/report) has a
+*kind*. Its spec lists each column with its dtype, unit and meaning. Readers
+render the spec into their docstrings (:func:`schema_table`), datasets record
+the kind of each frame, and analysis functions call :func:`validate_frame` on
+their inputs.
+
+Dtype vocabulary (pandas names): ``category`` for labels, ``int64``/``Int64``
+for counts (``Int64`` when a value can be missing), ``Int32`` for ports,
+``float64`` for measures, ``bool`` for flags, ``str`` for free text and
+``datetime64[ns, UTC]`` for time.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pandas as pd
+
+from .exceptions import SchemaError
+
+__all__ = [
+    "Column",
+    "FrameSpec",
+    "SCHEMAS",
+    "validate_frame",
+    "empty_frame",
+    "frame_from_records",
+    "schema_table",
+]
+
+
+@dataclasses.dataclass(frozen=True)
+class Column:
+    """One column of a frame kind.
+
+    Attributes
+    ----------
+    name : str
+        Column name.
+    dtype : str
+        pandas dtype name (see the module docstring).
+    unit : str
+        Unit, ``""`` for labels and flags.
+    description : str
+        What the column means.
+    required : bool
+        Whether a frame of this kind must have the column (optional columns,
+        such as ``node`` added when a dataset joins dumps of several nodes, are
+        checked only when present).
+    """
+
+    name: str
+    dtype: str
+    unit: str
+    description: str
+    required: bool = True
+
+
+@dataclasses.dataclass(frozen=True)
+class FrameSpec:
+    """The spec of one frame kind: its columns in order and what a row is."""
+
+    kind: str
+    row: str
+    columns: tuple[Column, ...]
+
+    @property
+    def names(self) -> list[str]:
+        """All column names, required and optional, in order."""
+        return [c.name for c in self.columns]
+
+    def column(self, name: str) -> Column:
+        """The :class:`Column` called ``name``."""
+        for c in self.columns:
+            if c.name == name:
+                return c
+        raise KeyError(f"{self.kind} has no column {name!r}")
+
+
+def _c(name: str, dtype: str, unit: str, description: str, required: bool = True) -> Column:
+    return Column(name, dtype, unit, description, required)
+
+
+_NODE = _c("node", "category", "", "node the dump was taken on (added by datasets)", False)
+
+_CONNTRACK_FLOWS = FrameSpec(
+    "conntrack_flows",
+    "conntrack entry",
+    (
+        _c("lineno", "int64", "", "1-based line (or <flow> element) number in the source"),
+        _c("l3_protocol", "category", "", "ipv4 or ipv6"),
+        _c("protocol", "category", "", "L4 protocol name as conntrack prints it (tcp, udp, icmp, ...)"),
+        _c("protocol_number", "int64", "", "L4 protocol number (6, 17, 1, 132, ...)"),
+        _c("timeout_seconds", "Int64", "s", "seconds until the entry expires; NA for offloaded flows"),
+        _c("state", "category", "", "protocol state (TCP: ESTABLISHED, TIME_WAIT, ...); NA for UDP"),
+        _c("orig_src_ip", "category", "", "original direction source address (the client)"),
+        _c("orig_dst_ip", "category", "", "original direction destination address"),
+        _c("orig_src_port", "Int32", "", "original source port; NA for port-less protocols"),
+        _c("orig_dst_port", "Int32", "", "original destination port"),
+        _c("reply_src_ip", "category", "", "reply direction source address (the backend after DNAT)"),
+        _c("reply_dst_ip", "category", "", "reply direction destination (the client, or the SNAT address)"),
+        _c("reply_src_port", "Int32", "", "reply source port"),
+        _c("reply_dst_port", "Int32", "", "reply destination port"),
+        _c("icmp_type", "Int32", "", "ICMP type (original direction); NA for other protocols"),
+        _c("icmp_code", "Int32", "", "ICMP code (original direction)"),
+        _c("icmp_id", "Int32", "", "ICMP id (original direction)"),
+        _c("orig_packets", "Int64", "packets", "packets in the original direction; NA without accounting"),
+        _c("orig_bytes", "Int64", "bytes", "bytes in the original direction; NA without accounting"),
+        _c("reply_packets", "Int64", "packets", "packets in the reply direction; NA without accounting"),
+        _c("reply_bytes", "Int64", "bytes", "bytes in the reply direction; NA without accounting"),
+        _c("unreplied", "bool", "", "[UNREPLIED]: no reply seen yet"),
+        _c("assured", "bool", "", "[ASSURED]"),
+        _c("offload", "bool", "", "[OFFLOAD] (software flowtable)"),
+        _c("hw_offload", "bool", "", "[HW_OFFLOAD]"),
+        _c("mark", "Int64", "", "connection mark (decimal); NA when not printed"),
+        _c("secmark", "Int64", "", "security mark; NA when not printed"),
+        _c("secctx", "category", "", "security context; NA when not printed"),
+        _c("zone", "Int32", "", "conntrack zone; NA when not printed (zone 0 is often omitted)"),
+        _c("zone_orig", "Int32", "", "directional zone of the original tuple; NA when not printed"),
+        _c("zone_reply", "Int32", "", "directional zone of the reply tuple; NA when not printed"),
+        _c("use", "Int64", "", "reference count; NA when not printed"),
+        _c("conntrack_id", "Int64", "", "entry id (-o id); NA when not printed"),
+        _c("helper", "category", "", "conntrack helper name; NA when none"),
+        _c("labels", "category", "", "connlabels, comma separated; NA when not printed"),
+        _c("delta_time_seconds", "Int64", "s", "seconds since the entry was created (timestamping on)"),
+        _c("service_ip", "category", "", "derived: original destination address (ClusterIP, node IP, ...)"),
+        _c("service_port", "Int32", "", "derived: original destination port (service port or node port)"),
+        _c("backend_ip", "category", "", "derived: reply source address (the chosen endpoint)"),
+        _c("backend_port", "Int32", "", "derived: reply source port (the endpoint's target port)"),
+        _c("dnat", "bool", "", "derived: reply source differs from original destination"),
+        _c("snat", "bool", "", "derived: reply destination differs from original source"),
+        _c("is_node_port", "bool", "", "derived: original destination port lies in the node-port range"),
+        _NODE,
+    ),
+)
+
+_STAT_COUNTERS = (
+    ("entries", "entries in the table (only in /proc/net/stat/nf_conntrack; the same on every CPU)"),
+    ("searched", "lookups (older kernels)"),
+    ("found", "successful lookups"),
+    ("new", "new entries (always 0 on recent kernels)"),
+    ("invalid", "packets that could not be tracked"),
+    ("ignore", "packets already tracked (always 0 on recent kernels)"),
+    ("delete", "deletions (always 0 on recent kernels)"),
+    ("delete_list", "deletions from the list (older kernels)"),
+    ("insert", "entries inserted"),
+    ("insert_failed", "inserts that failed (for example NAT races)"),
+    ("drop", "packets dropped because an insert failed or the table was full"),
+    ("early_drop", "entries dropped early to make room in a full table"),
+    ("error", "ICMP errors (icmp_error in /proc)"),
+    ("expect_new", "expectations created"),
+    ("expect_create", "expectations created by helpers"),
+    ("expect_delete", "expectations deleted"),
+    ("search_restart", "lookups restarted after a hash resize"),
+    ("clash_resolve", "insert clashes resolved (kernel 5.7+)"),
+    ("chaintoolong", "inserts refused because a hash chain was too long (kernel 5.15+)"),
+)
+
+_CONNTRACK_STATS = FrameSpec(
+    "conntrack_stats",
+    "CPU (its conntrack counters)",
+    (
+        _c("cpu", "int64", "", "CPU number"),
+        *(_c(n, "Int64", "events", d) for n, d in _STAT_COUNTERS),
+        _NODE,
+    ),
+)
+
+_PROXY_SERVICES = FrameSpec(
+    "proxy_services",
+    "Service port as programmed in one node's kube-proxy rules",
+    (
+        _c("proxy_mode", "category", "", "iptables, nftables or ipvs"),
+        _c("namespace", "category", "", "Service namespace; NA when it cannot be recovered"),
+        _c("service", "category", "", "Service name; NA when it cannot be recovered"),
+        _c("port_name", "category", "", "Service port name ('' for an unnamed port)"),
+        _c("service_port_name", "category", "", "kube-proxy's 'namespace/service:port_name' key"),
+        _c("protocol", "category", "", "tcp, udp or sctp"),
+        _c("cluster_ip", "category", "", "ClusterIP; NA when not programmed"),
+        _c("port", "Int32", "", "Service (ClusterIP) port; NA when not programmed"),
+        _c("node_port", "Int32", "", "nodePort; NA when the Service port has none"),
+        _c("external_ips", "str", "", "ExternalIPs, comma separated ('' when none)"),
+        _c("load_balancer_ips", "str", "", "load-balancer IPs, comma separated ('' when none)"),
+        _c("external_traffic_policy", "category", "", "Cluster or Local; NA when it cannot be told"),
+        _c("internal_traffic_policy", "category", "", "Cluster or Local; NA when it cannot be told"),
+        _c("session_affinity", "category", "", "None or ClientIP"),
+        _c("session_affinity_timeout_seconds", "Int64", "s", "ClientIP affinity timeout; NA without affinity"),
+        _c("scheduler", "category", "", "IPVS scheduler (rr, wrr, ...); NA in other modes"),
+        _c("endpoint_count", "int64", "", "endpoints programmed for cluster traffic"),
+        _c("local_endpoint_count", "Int64", "", "endpoints in the Local-policy chain; NA when there is none"),
+        _c("has_endpoints", "bool", "", "False when the rules reject the Service for having no endpoints"),
+        _c("svc_chain", "category", "", "cluster-policy chain (KUBE-SVC-... / service-...)"),
+        _c("svl_chain", "category", "", "local-policy chain (KUBE-SVL-... / local-...)"),
+        _c("ext_chain", "category", "", "external-destinations chain (KUBE-EXT-... / external-...)"),
+        _c("fw_chain", "category", "", "load-balancer firewall chain (KUBE-FW-... / firewall-...)"),
+        _NODE,
+    ),
+)
+
+_PROXY_ENDPOINTS = FrameSpec(
+    "proxy_endpoints",
+    "endpoint in one load-balancing chain of one Service port",
+    (
+        _c("proxy_mode", "category", "", "iptables, nftables or ipvs"),
+        _c("namespace", "category", "", "Service namespace"),
+        _c("service", "category", "", "Service name"),
+        _c("port_name", "category", "", "Service port name"),
+        _c("service_port_name", "category", "", "kube-proxy's 'namespace/service:port_name' key"),
+        _c("protocol", "category", "", "tcp, udp or sctp"),
+        _c("endpoint_ip", "category", "", "endpoint (pod) address"),
+        _c("endpoint_port", "Int32", "", "endpoint (target) port"),
+        _c("chain", "category", "", "the load-balancing chain (KUBE-SVC/SVL-..., service-/local-..., or the IPVS virtual server)"),
+        _c("local", "bool", "", "the chain is the Local-policy chain (only this node's endpoints)"),
+        _c("position", "int64", "", "0-based position of the endpoint's rule in the chain"),
+        _c("rule_probability", "float64", "ratio", "the rule's conditional probability (1.0 for the last rule)"),
+        _c("probability", "float64", "ratio", "resulting probability that a new connection picks this endpoint"),
+        _c("endpoint_chain", "category", "", "per-endpoint chain (KUBE-SEP-... / endpoint-...)"),
+        _c("weight", "Int64", "", "IPVS weight; NA in other modes"),
+        _c("active_connections", "Int64", "connections", "IPVS ActiveConn; NA in other modes"),
+        _c("inactive_connections", "Int64", "connections", "IPVS InActConn; NA in other modes"),
+        _c("packets", "Int64", "packets", "counter of the rule that jumps to the endpoint (= new connections); NA without counters"),
+        _c("bytes", "Int64", "bytes", "byte counter of that rule; NA without counters"),
+        _NODE,
+    ),
+)
+
+SCHEMAS: dict[str, FrameSpec] = {
+    spec.kind: spec
+    for spec in (_CONNTRACK_FLOWS, _CONNTRACK_STATS, _PROXY_SERVICES, _PROXY_ENDPOINTS)
+}
+"""Every frame kind npanalytics knows, by kind name."""
+
+
+def _spec(kind: str) -> FrameSpec:
+    try:
+        return SCHEMAS[kind]
+    except KeyError:
+        known = ", ".join(sorted(SCHEMAS))
+        raise ValueError(f"unknown frame kind {kind!r}; known kinds: {known}") from None
+
+
+def _dtype_ok(series: pd.Series, dtype: str) -> bool:
+    actual = series.dtype
+    if dtype == "category":
+        return isinstance(actual, pd.CategoricalDtype)
+    if dtype == "str":
+        return pd.api.types.is_string_dtype(actual) and not isinstance(actual, pd.CategoricalDtype)
+    if dtype.startswith("datetime64"):
+        return isinstance(actual, pd.DatetimeTZDtype) and str(actual.tz) == "UTC"
+    return str(actual) == dtype
+
+
+def validate_frame(df: pd.DataFrame, kind: str) -> pd.DataFrame:
+    """Check that ``df`` follows the spec of ``kind``; return it unchanged.
+
+    Parameters
+    ----------
+    df : pandas.DataFrame
+        The frame to check.
+    kind : str
+        A key of :data:`SCHEMAS`.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``df`` itself, so that calls can be chained.
+
+    Raises
+    ------
+    SchemaError
+        Listing every problem: missing required columns and wrong dtypes.
+        Extra columns are allowed.
+    """
+    spec = _spec(kind)
+    if not isinstance(df, pd.DataFrame):
+        raise SchemaError(kind, [f"expected a pandas DataFrame, got {type(df).__name__}"])
+    problems = []
+    for col in spec.columns:
+        if col.name not in df.columns:
+            if col.required:
+                problems.append(f"missing column {col.name!r} ({col.dtype})")
+            continue
+        if not _dtype_ok(df[col.name], col.dtype):
+            problems.append(
+                f"column {col.name!r} has dtype {df[col.name].dtype}, expected {col.dtype}"
+            )
+    if problems:
+        raise SchemaError(kind, problems)
+    return df
+
+
+def empty_frame(kind: str, *, optional: bool = False) -> pd.DataFrame:
+    """An empty frame of ``kind`` with every required column (and optional ones if asked)."""
+    spec = _spec(kind)
+    data = {}
+    for col in spec.columns:
+        if not col.required and not optional:
+            continue
+        if col.dtype == "category":
+            data[col.name] = pd.Categorical([])
+        elif col.dtype == "str":
+            data[col.name] = pd.Series([], dtype="str")
+        else:
+            data[col.name] = pd.Series([], dtype=col.dtype)
+    return pd.DataFrame(data)
+
+
+def schema_table(kind: str) -> str:
+    """The spec of ``kind`` as a reStructuredText table, for docstrings."""
+    spec = _spec(kind)
+    rows = [(c.name + ("" if c.required else " (optional)"), c.dtype, c.unit or "-", c.description) for c in spec.columns]
+    widths = [max(len(r[i]) for r in rows + [("column", "dtype", "unit", "meaning")]) for i in range(4)]
+    rule = "  ".join("=" * w for w in widths)
+    head = "  ".join(h.ljust(w) for h, w in zip(("column", "dtype", "unit", "meaning"), widths))
+    body = ["  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip() for r in rows]
+    return "\n".join([f"One row per {spec.row}.", "", rule, head.rstrip(), rule, *body, rule])
+
+
+def _as_dtype(values, dtype: str) -> pd.Series:
+    if dtype == "category":
+        return pd.Series(pd.Categorical(values))
+    if dtype == "str":
+        return pd.Series(values, dtype="str")
+    return pd.Series(values, dtype=dtype)
+
+
+def frame_from_records(records: list[dict], kind: str, *, optional: tuple[str, ...] = ()) -> pd.DataFrame:
+    """Build a frame of ``kind`` from a list of dicts, casting each column to its spec dtype.
+
+    Missing keys become NA (``False`` for ``bool`` columns would hide a bug, so a
+    missing flag raises ``KeyError``). Optional columns are included when named in
+    ``optional``. Meant for the readers of small inputs (rule dumps); the conntrack
+    reader builds its columns vectorised.
+    """
+    spec = _spec(kind)
+    data = {}
+    for col in spec.columns:
+        if not col.required and col.name not in optional:
+            continue
+        if col.dtype == "bool":
+            values = [r[col.name] for r in records]
+        else:
+            values = [r.get(col.name) for r in records]
+        data[col.name] = _as_dtype(values, col.dtype)
+    return pd.DataFrame(data)
