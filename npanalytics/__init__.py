@@ -4,8 +4,6 @@ The layers, with imports flowing one way (see the developers' guide):
 collectors (I/O) -> schema'd frames -> analysis -> plotting -> widgets/report/CLI.
 """
 
-from __future__ import annotations
-
 from .exceptions import (
     CollectorError,
     DatasetError,
@@ -16,6 +14,8 @@ from .exceptions import (
     ParseWarning,
     SchemaError,
 )
+from .collectors._source import ParseReport
+from .datasets import Dataset, list_datasets, load_dataset
 from .schemas import SCHEMAS, validate_frame
 
 __version__ = "0.1.0"
@@ -30,6 +30,10 @@ __all__ = [
     "ParseError",
     "ParseWarning",
     "SchemaError",
+    "ParseReport",
+    "Dataset",
+    "list_datasets",
+    "load_dataset",
     "SCHEMAS",
     "validate_frame",
 ]

@@ -27,6 +27,7 @@ __all__ = [
     "validate_frame",
     "empty_frame",
     "frame_from_records",
+    "conform_frame",
     "schema_table",
 ]
 
@@ -226,9 +227,31 @@ _PROXY_ENDPOINTS = FrameSpec(
     ),
 )
 
+_ENDPOINT_FLOWS = FrameSpec(
+    "endpoint_flows",
+    "endpoint of a Service port: what the rules say it should get, and the flows it got",
+    (
+        _c("service_port_name", "category", "", "kube-proxy's 'namespace/service:port_name' key"),
+        _c("endpoint_ip", "category", "", "endpoint address"),
+        _c("endpoint_port", "Int32", "", "endpoint port"),
+        _c("in_rules", "bool", "", "the endpoint is programmed in the rules (False: flows to an unknown backend)"),
+        _c("probability", "float64", "ratio", "selection probability in the cluster-policy chain; NA when not in it"),
+        _c("local_probability", "float64", "ratio", "selection probability in the Local-policy chain; NA when not in it"),
+        _c("flows", "int64", "flows", "conntrack flows whose reply source is this endpoint"),
+        _c("flow_share", "float64", "ratio", "flows / all flows of the Service port (0 when it has none)"),
+        _NODE,
+    ),
+)
+
 SCHEMAS: dict[str, FrameSpec] = {
     spec.kind: spec
-    for spec in (_CONNTRACK_FLOWS, _CONNTRACK_STATS, _PROXY_SERVICES, _PROXY_ENDPOINTS)
+    for spec in (
+        _CONNTRACK_FLOWS,
+        _CONNTRACK_STATS,
+        _PROXY_SERVICES,
+        _PROXY_ENDPOINTS,
+        _ENDPOINT_FLOWS,
+    )
 }
 """Every frame kind npanalytics knows, by kind name."""
 
@@ -299,7 +322,7 @@ def empty_frame(kind: str, *, optional: bool = False) -> pd.DataFrame:
         if not col.required and not optional:
             continue
         if col.dtype == "category":
-            data[col.name] = pd.Categorical([])
+            data[col.name] = _as_dtype([], "category")
         elif col.dtype == "str":
             data[col.name] = pd.Series([], dtype="str")
         else:
@@ -320,7 +343,8 @@ def schema_table(kind: str) -> str:
 
 def _as_dtype(values, dtype: str) -> pd.Series:
     if dtype == "category":
-        return pd.Series(pd.Categorical(values))
+        # str categories even when every value is missing, so that dtypes survive Parquet
+        return pd.Series(values, dtype="str").astype("category")
     if dtype == "str":
         return pd.Series(values, dtype="str")
     return pd.Series(values, dtype=dtype)
@@ -345,3 +369,23 @@ def frame_from_records(records: list[dict], kind: str, *, optional: tuple[str, .
             values = [r.get(col.name) for r in records]
         data[col.name] = _as_dtype(values, col.dtype)
     return pd.DataFrame(data)
+
+
+def conform_frame(df: pd.DataFrame, kind: str) -> pd.DataFrame:
+    """Restore label dtypes that storage formats lose, then validate.
+
+    Parquet gives back a zero-row (or all-missing) ``category`` column as
+    ``object``/``float64``; such a column is converted back when every value is a
+    string or missing. Any other mismatch is left for :func:`validate_frame` to
+    report.
+    """
+    spec = _spec(kind)
+    out = df.copy()
+    for col in spec.columns:
+        if col.name not in out.columns or _dtype_ok(out[col.name], col.dtype):
+            continue
+        values = out[col.name]
+        only_text = values.map(lambda v: v is None or isinstance(v, str) or v != v).all()
+        if col.dtype in ("category", "str") and only_text:
+            out[col.name] = _as_dtype(values.astype("str").where(values.notna(), None).tolist(), col.dtype)
+    return validate_frame(out, kind)
