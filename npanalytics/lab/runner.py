@@ -1,0 +1,336 @@
+"""Run a lab scenario end to end: build, program, drive traffic, collect raw outputs, tear down.
+
+:func:`run_scenario` returns a :class:`RunResult` holding, per node, the raw
+``conntrack -L`` / ``conntrack -S`` / rule dumps and the timed rule loads, the
+pods' own counts (ground truth) and the load generator's report. Everything the
+run created is removed before it returns, also on error or interruption.
+:func:`record_node_sample` writes one node's dumps as a dataset folder.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime as dt
+import hashlib
+import json
+import os
+import platform
+import sys
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from ..exceptions import LabError
+from .netns import LabSession, check_environment, run
+from .scenario import Scenario, load_scenario
+from .topology import (
+    CLIENTS_NAMESPACE,
+    LOAD_COMMANDS,
+    SAVE_COMMANDS,
+    Renderer,
+    RuleLoad,
+    Topology,
+    node_namespace,
+)
+
+__all__ = ["RunResult", "lab_up", "run_scenario", "record_node_sample", "write_run"]
+
+TRAFFIC_MARGIN_SECONDS = 20.0
+
+
+@dataclasses.dataclass
+class RunResult:
+    """Everything one lab run produced.
+
+    Attributes
+    ----------
+    scenario : Scenario
+        What ran.
+    started, finished : datetime.datetime
+        UTC wall-clock bounds of the run.
+    node_ips, pod_ips : dict of str to str
+        The addresses used.
+    loads : list of RuleLoad
+        Every rule load ("sync") with its wall-clock ``duration_seconds`` and ``rule_count``.
+    dumps : dict of str to dict of str to str
+        Per node, file name to raw text: ``conntrack.txt`` (``conntrack -L`` stdout then its
+        stderr summary line), ``conntrack-stats.txt`` (``conntrack -S``), and
+        ``iptables-save.txt`` (``iptables-*-save -c``) or ``nft-ruleset.txt``.
+    pod_counts : dict
+        Per pod, the podserver's ``{"requests": {client: n}, "connections": {client: n}}``.
+    traffic : list of dict
+        The load generator's report per traffic segment (segments split at events).
+    events : list of dict
+        The events applied, with the request index or second they were applied at.
+    commands : dict of str to str
+        The commands that produced the dumps and loaded the rules, per proxy mode.
+    """
+
+    scenario: Scenario
+    started: dt.datetime
+    finished: dt.datetime
+    node_ips: dict[str, str]
+    pod_ips: dict[str, str]
+    loads: list[RuleLoad]
+    dumps: dict[str, dict[str, str]]
+    pod_counts: dict[str, Any]
+    traffic: list[dict[str, Any]]
+    events: list[dict[str, Any]]
+    commands: dict[str, Any]
+
+    def requests_per_pod(self) -> dict[str, int]:
+        """Requests each pod counted itself (all client addresses together)."""
+        return {pod: sum(c["requests"].values()) for pod, c in self.pod_counts.items()}
+
+    def connections_per_pod(self) -> dict[str, int]:
+        """Connections each pod counted itself."""
+        return {pod: sum(c["connections"].values()) for pod, c in self.pod_counts.items()}
+
+    def summary(self) -> dict[str, Any]:
+        """A JSON-ready summary (no raw dumps, no per-connection latencies)."""
+        latencies = sorted(x for seg in self.traffic for x in seg["connect_latency_seconds"])
+        outcomes: dict[str, int] = {}
+        for seg in self.traffic:
+            for key, value in seg["outcomes"].items():
+                outcomes[key] = outcomes.get(key, 0) + value
+        return {
+            "scenario": self.scenario.name,
+            "started": self.started.isoformat(),
+            "finished": self.finished.isoformat(),
+            "node_ips": self.node_ips,
+            "pod_ips": self.pod_ips,
+            "requests_per_pod": self.requests_per_pod(),
+            "connections_per_pod": self.connections_per_pod(),
+            "outcomes": outcomes,
+            "connect_latency_median_seconds": latencies[len(latencies) // 2] if latencies else None,
+            "rule_loads": [dataclasses.asdict(x) for x in self.loads],
+            "events": self.events,
+        }
+
+
+def _as_scenario(spec: Scenario | str | os.PathLike[str] | Mapping[str, Any]) -> Scenario:
+    return spec if isinstance(spec, Scenario) else load_scenario(spec)
+
+
+@contextlib.contextmanager
+def lab_up(
+    spec: Scenario | str | os.PathLike[str] | Mapping[str, Any], *, renderer: Renderer | None = None
+) -> Iterator[Topology]:
+    """Build a scenario's data plane for the duration of a ``with`` block, then tear it down.
+
+    Checks the environment first (:func:`~npanalytics.lab.netns.check_environment`).
+    """
+    scenario = _as_scenario(spec)
+    check_environment(scenario.proxy_modes)
+    with LabSession() as session:
+        topology = Topology(scenario, session, renderer=renderer)
+        topology.build()
+        yield topology
+
+
+def _traffic_args(topology: Topology, requests: int, max_seconds: float) -> list[str]:
+    sc = topology.scenario
+    _, port = sc.target_service()
+    args = [sys.executable, "-m", "npanalytics.lab.traffic", "run"]
+    for node, weight in sc.traffic.node_weights.items():
+        if weight > 0:
+            args += ["--target", f"{topology.addresses.node_ips[node]}:{port.node_port}:{weight:g}"]
+    for ip in topology.addresses.client_ips:
+        args += ["--source", ip]
+    args += ["--mode", sc.traffic.mode,
+             "--requests-per-connection", str(sc.traffic.requests_per_connection),
+             "--requests", str(requests), "--max-seconds", f"{max_seconds:.3f}"]
+    return args
+
+
+def _drive(topology: Topology) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Run the traffic, split at request-indexed events; second-indexed events on a timer."""
+    sc = topology.scenario
+    total, budget = sc.traffic.requests, sc.traffic.max_seconds
+    by_request = sorted((e for e in sc.events if e.at_request is not None), key=lambda e: e.at_request)
+    applied: list[dict[str, Any]] = []
+    errors: list[BaseException] = []
+    lock = threading.Lock()
+
+    def apply(event: Any, **where: Any) -> None:
+        with lock:
+            loads = topology.apply_event(event.pod, event.action)
+        applied.append({"pod": event.pod, "action": event.action, **where,
+                        "load_seconds": [x.duration_seconds for x in loads]})
+
+    def timed(event: Any) -> None:
+        try:
+            apply(event, at_second=event.at_second)
+        except BaseException as exc:  # reported after the traffic ends
+            errors.append(exc)
+
+    start = time.monotonic()
+    timers = [threading.Timer(e.at_second, timed, args=(e,)) for e in sc.events if e.at_second is not None]
+    for t in timers:
+        t.daemon = True
+        t.start()
+    reports = []
+    try:
+        done = 0
+        bounds = [e.at_request for e in by_request] + [total]
+        for i, bound in enumerate(bounds):
+            if bound > done:
+                left = budget - (time.monotonic() - start)
+                if left <= 0:
+                    break
+                proc = topology.session.exec(
+                    CLIENTS_NAMESPACE, _traffic_args(topology, bound - done, left),
+                    timeout=left + TRAFFIC_MARGIN_SECONDS,
+                )
+                report = json.loads(proc.stdout)
+                reports.append(report)
+                done += report["requests_sent"]
+                if report["stopped_by"] != "requests":
+                    break
+            if i < len(by_request):
+                apply(by_request[i], at_request=bound)
+    finally:
+        for t in timers:
+            t.cancel()
+        for t in timers:
+            t.join(timeout=TRAFFIC_MARGIN_SECONDS)
+    if errors:
+        raise LabError(f"an event failed during the run: {errors[0]}") from errors[0]
+    return reports, applied
+
+
+def run_scenario(
+    spec: Scenario | str | os.PathLike[str] | Mapping[str, Any],
+    *,
+    out: str | os.PathLike[str] | None = None,
+    renderer: Renderer | None = None,
+) -> RunResult:
+    """Build the scenario, send its traffic, collect the raw outputs, tear everything down.
+
+    Parameters
+    ----------
+    spec : Scenario, path, YAML text, bundled scenario name or mapping
+        The scenario (see :mod:`npanalytics.lab.scenario`).
+    out : path, optional
+        Also write the result there (see :func:`write_run`).
+    renderer : callable, optional
+        Override the rule renderer (tests).
+
+    Returns
+    -------
+    RunResult
+    """
+    scenario = _as_scenario(spec)
+    started = dt.datetime.now(dt.timezone.utc)
+    with lab_up(scenario, renderer=renderer) as topology:
+        traffic, events = _drive(topology)
+        pod_counts = topology.pod_counts()
+        dumps = {node.name: topology.dump_node(node.name) for node in scenario.nodes}
+        addresses = topology.addresses
+        loads = list(topology.loads)
+    result = RunResult(
+        scenario=scenario,
+        started=started,
+        finished=dt.datetime.now(dt.timezone.utc),
+        node_ips=dict(addresses.node_ips),
+        pod_ips=dict(addresses.pod_ips),
+        loads=loads,
+        dumps=dumps,
+        pod_counts=pod_counts,
+        traffic=traffic,
+        events=events,
+        commands={
+            "load": {m: " ".join(c) for m, c in LOAD_COMMANDS.items()},
+            "save": {m: " ".join(c) for m, c in SAVE_COMMANDS.items()},
+            "conntrack": "conntrack -L 2>&1",
+            "conntrack_stats": "conntrack -S",
+            "namespace": "ip netns exec npa-lab-n-<node> <command>",
+        },
+    )
+    if out is not None:
+        write_run(result, out)
+    return result
+
+
+def write_run(result: RunResult, out: str | os.PathLike[str]) -> Path:
+    """Write a run: ``<out>/<node>/<dump files>``, ``ground_truth.json``, ``run.json``."""
+    root = Path(out)
+    root.mkdir(parents=True, exist_ok=True)
+    for node, files in result.dumps.items():
+        (root / node).mkdir(exist_ok=True)
+        for name, text in files.items():
+            (root / node / name).write_text(text)
+    (root / "ground_truth.json").write_text(json.dumps(result.pod_counts, indent=2, sort_keys=True) + "\n")
+    summary = result.summary()
+    summary["scenario_spec"] = result.scenario.to_dict()
+    summary["traffic"] = result.traffic
+    summary["commands"] = result.commands
+    (root / "run.json").write_text(json.dumps(summary, indent=2, sort_keys=True, default=str) + "\n")
+    return root
+
+
+def _version(args: list[str]) -> str:
+    try:
+        proc = run(args, check=False, timeout=10)
+    except LabError as exc:
+        return f"unavailable ({exc})"
+    return (proc.stdout or proc.stderr).strip().splitlines()[0] if (proc.stdout or proc.stderr) else ""
+
+
+def record_node_sample(result: RunResult, node: str, directory: str | os.PathLike[str]) -> Path:
+    """Write one node's raw dumps and the run's ground truth as a dataset folder.
+
+    Layout: ``raw/iptables-save.txt`` (or ``raw/nft-ruleset.txt``), ``raw/conntrack.txt``,
+    ``raw/ground_truth.json`` and ``recording.json`` (commands, tool versions, kernel,
+    UTC time, topology, Service spec, clients, requests, sha256 of every raw file).
+    """
+    if node not in result.dumps:
+        raise LabError(f"node must be one of {', '.join(result.dumps)}; got {node!r}")
+    root = Path(directory)
+    raw = root / "raw"
+    raw.mkdir(parents=True, exist_ok=True)
+    files = {name: text for name, text in result.dumps[node].items() if name != "conntrack-stats.txt"}
+    files["ground_truth.json"] = json.dumps(result.pod_counts, indent=2, sort_keys=True) + "\n"
+    for name, text in files.items():
+        (raw / name).write_text(text)
+    sc = result.scenario
+    mode = sc.node(node).proxy_mode
+    svc, port = sc.target_service()
+    sent = sum(seg["requests_sent"] for seg in result.traffic)
+    manifest = {
+        "what": f"one node ({node}) of a lab run of scenario {sc.name!r}: kube-proxy rules with "
+                f"counters and the conntrack table, plus the pods' own request counts",
+        "recorded_utc": result.finished.isoformat(),
+        "kernel": platform.release(),
+        "tools": {
+            "iptables": _version(["iptables", "--version"]),
+            "conntrack": _version(["conntrack", "--version"]),
+            "python": platform.python_version(),
+        },
+        "commands": {
+            "rules": f"ip netns exec {node_namespace(node)} {' '.join(SAVE_COMMANDS[mode])}",
+            "conntrack": f"ip netns exec {node_namespace(node)} conntrack -L 2>&1",
+            "rules_loaded_with": f"ip netns exec {node_namespace(node)} {' '.join(LOAD_COMMANDS[mode])}",
+            "traffic": "ip netns exec npa-lab-clients python -m npanalytics.lab.traffic run ...",
+            "reproduce": f"npanalytics lab record {sc.name} --node {node} --out <dir>",
+        },
+        "sysctls_in_nodes": {"net.netfilter.nf_conntrack_acct": 1, "net.ipv4.ip_forward": 1},
+        "node": node,
+        "proxy_mode": mode,
+        "topology": {
+            "nodes": [{"name": n.name, "zone": n.zone, "ip": result.node_ips[n.name],
+                       "proxy_mode": n.proxy_mode} for n in sc.nodes],
+            "pods": [{"name": p.name, "node": p.node, "ip": result.pod_ips[p.name]} for p in sc.pods],
+            "cluster_cidr": "198.18.64.0/18",
+        },
+        "service": dataclasses.asdict(svc),
+        "clients": dataclasses.asdict(sc.clients),
+        "traffic": {**dataclasses.asdict(sc.traffic), "requests_sent": sent},
+        "rule_loads": [dataclasses.asdict(x) for x in result.loads if x.node == node],
+        "sha256": {f"raw/{name}": hashlib.sha256((raw / name).read_bytes()).hexdigest() for name in files},
+    }
+    (root / "recording.json").write_text(json.dumps(manifest, indent=2, sort_keys=True, default=str) + "\n")
+    return root
