@@ -161,7 +161,9 @@ def _lb_rules(tx: _Tx, sp: ServicePort, chain: str, endpoints: list[Endpoint]) -
     tx.rule(chain, f"numgen random mod {len(endpoints)} vmap {{ {targets} }}")
 
 
-def _render_service_port(tx: _Tx, sp: ServicePort, node: str, cluster_cidr: str | None) -> None:
+def _render_service_port(
+    tx: _Tx, sp: ServicePort, node: str, cluster_cidr: str | None, counters: bool
+) -> None:
     proto = sp.protocol
     base = _service_base(sp)
     name = sp.service_port_name
@@ -259,7 +261,8 @@ def _render_service_port(tx: _Tx, sp: ServicePort, node: str, cluster_cidr: str 
         tx.rule(chain, f"ip saddr {ep.ip} jump mark-for-masquerade")
         if sp.session_affinity == "ClientIP":
             tx.rule(chain, f"update @{nftables_chain_name('affinity', ep_base)} {{ ip saddr }}")
-        tx.rule(chain, f"meta l4proto {proto} dnat to {ep.ip}:{ep.port}")
+        count = "counter " if counters else ""
+        tx.rule(chain, f"meta l4proto {proto} {count}dnat to {ep.ip}:{ep.port}")
 
 
 def render_nftables(
@@ -269,6 +272,7 @@ def render_nftables(
     cluster_cidr: str | None = None,
     node_ips: Sequence[str] = (),
     service_cidr: str | None = None,
+    counters: bool = False,
 ) -> str:
     """kube-proxy's ``table ip kube-proxy`` for one node, as ``nft -f`` input.
 
@@ -295,6 +299,11 @@ def render_nftables(
     service_cidr : str, optional
         Service CIDR(s), comma separated; adds the ``cluster-ips-check`` rule
         that drops traffic to unallocated ClusterIPs.
+    counters : bool, default False
+        Add a ``counter`` to each endpoint chain's ``dnat`` rule. kube-proxy
+        writes no counters; the lab uses them to count, per endpoint, the new
+        connections the ``numgen`` map sent there (a NAT chain sees only the
+        first packet of a connection).
 
     Returns
     -------
@@ -379,7 +388,7 @@ def render_nftables(
             tx.element("nodeport-ips", ip)
 
     for sp in service_ports:
-        _render_service_port(tx, sp, node, cluster_cidr)
+        _render_service_port(tx, sp, node, cluster_cidr, counters)
 
     # A cluster IP shared by several ports is one set element.
     elements = list(dict.fromkeys(tx.elements))
