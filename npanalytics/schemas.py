@@ -243,6 +243,31 @@ _ENDPOINT_FLOWS = FrameSpec(
     ),
 )
 
+_RULE_LOADS = FrameSpec(
+    "rule_loads",
+    "load of a node's kube-proxy rules (the lab's 'sync proxy rules')",
+    (
+        _c("timestamp", "datetime64[ns, UTC]", "", "when the load started"),
+        _c("node", "category", "", "node the rules were loaded on"),
+        _c("proxy_mode", "category", "", "iptables-legacy, iptables-nft or nftables"),
+        _c("services", "int64", "services", "Service ports in the rule set"),
+        _c("rules", "int64", "rules", "rules loaded (all tables)"),
+        _c("load_seconds", "float64", "s", "wall-clock time of iptables-restore / nft -f"),
+    ),
+)
+
+_CONNECT_LATENCY = FrameSpec(
+    "connect_latency",
+    "TCP connection attempt through a NodePort",
+    (
+        _c("proxy_mode", "category", "", "iptables-legacy, iptables-nft or nftables"),
+        _c("services", "int64", "services", "Service ports programmed on the node at the time"),
+        _c("attempt", "int64", "", "0-based attempt number within its (mode, services) step"),
+        _c("connect_seconds", "float64", "s", "time from connect() to the established socket; NaN when it failed"),
+        _c("ok", "bool", "", "the connection was established"),
+    ),
+)
+
 SCHEMAS: dict[str, FrameSpec] = {
     spec.kind: spec
     for spec in (
@@ -251,6 +276,8 @@ SCHEMAS: dict[str, FrameSpec] = {
         _PROXY_SERVICES,
         _PROXY_ENDPOINTS,
         _ENDPOINT_FLOWS,
+        _RULE_LOADS,
+        _CONNECT_LATENCY,
     )
 }
 """Every frame kind npanalytics knows, by kind name."""
