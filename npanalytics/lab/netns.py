@@ -306,8 +306,8 @@ class LabSession:
             raise LabError(
                 f"namespace {name} already exists (a previous run?); run `npanalytics lab down`"
             )
+        self.namespaces.append(name)  # recorded first: a signal right after the add still cleans it
         run(["ip", "netns", "add", name])
-        self.namespaces.append(name)
         self.ip(name, "link", "set", "lo", "up")
         return name
 

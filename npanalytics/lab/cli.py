@@ -1,0 +1,134 @@
+"""``npanalytics lab up|run|record|down``: the lab's command line.
+
+The main CLI calls :func:`register` with its subparsers object; the module also runs
+alone as ``python -m npanalytics.lab.cli <command> ...``.
+
+- ``lab up SCENARIO [--max-seconds S]``: build the data plane and keep it until Ctrl-C
+  (or S seconds, default 600); everything is torn down when the command ends.
+- ``lab run SCENARIO [--out DIR]``: build, send the traffic, collect the dumps, tear
+  down; print a JSON summary (and write the dumps under DIR).
+- ``lab record SCENARIO --node NODE --out DIR``: like ``run``, then write NODE's dumps
+  as a dataset folder (``raw/`` plus ``recording.json``).
+- ``lab down``: delete every ``npa-lab-*`` namespace a crashed run left behind.
+
+SCENARIO is a YAML file or the name of a bundled scenario.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+
+from ..exceptions import LabError
+
+__all__ = ["register", "main"]
+
+DEFAULT_UP_SECONDS = 600.0
+MAX_UP_SECONDS = 24 * 3600.0
+
+
+def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:  # type: ignore[type-arg]
+    """Add the ``lab`` command (with ``up``, ``run``, ``record``, ``down``) to ``subparsers``.
+
+    Each leaf parser sets ``func`` to a callable taking the parsed namespace and
+    returning the exit status.
+    """
+    lab = subparsers.add_parser(
+        "lab", help="build a kube-proxy data plane in network namespaces (root)",
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = lab.add_subparsers(dest="lab_command", required=True, metavar="{up,run,record,down}")
+    up = sub.add_parser("up", help="build the lab and keep it until Ctrl-C or --max-seconds")
+    up.add_argument("scenario", help="scenario YAML file or bundled scenario name")
+    up.add_argument("--max-seconds", type=float, default=DEFAULT_UP_SECONDS,
+                    help=f"tear down after this many seconds (default {DEFAULT_UP_SECONDS:g})")
+    up.set_defaults(func=_cmd_up)
+    run = sub.add_parser("run", help="run a scenario and print its summary")
+    run.add_argument("scenario")
+    run.add_argument("--out", help="write the raw dumps and ground truth to this folder")
+    run.set_defaults(func=_cmd_run)
+    rec = sub.add_parser("record", help="run a scenario and save one node's dumps as a dataset")
+    rec.add_argument("scenario")
+    rec.add_argument("--node", required=True, help="the node whose dumps are saved")
+    rec.add_argument("--out", required=True, help="dataset folder (raw/ and recording.json)")
+    rec.set_defaults(func=_cmd_record)
+    down = sub.add_parser("down", help="delete npa-lab-* namespaces left by a crashed run")
+    down.set_defaults(func=_cmd_down)
+    return lab
+
+
+def _cmd_up(args: argparse.Namespace) -> int:
+    from .runner import lab_up
+    from .topology import node_namespace, pod_namespace
+
+    if not 0 < args.max_seconds <= MAX_UP_SECONDS:
+        raise LabError(f"--max-seconds must be in (0, {MAX_UP_SECONDS:g}]; got {args.max_seconds}")
+    with lab_up(args.scenario) as topo:
+        a = topo.addresses
+        for node in topo.scenario.nodes:
+            print(f"node {node.name}: {node_namespace(node.name)} {a.node_ips[node.name]} "
+                  f"pods {a.pod_cidrs[node.name]} ({node.proxy_mode})")
+        for pod in topo.scenario.pods:
+            print(f"pod {pod.name}: {pod_namespace(pod.name)} {a.pod_ips[pod.name]} on {pod.node}")
+        for load in topo.loads:
+            print(f"rules {load.node}: {load.rule_count} rules loaded in {load.duration_seconds:.4f} s")
+        print(f"lab is up; Ctrl-C tears it down (at the latest in {args.max_seconds:g} s)", flush=True)
+        end = time.monotonic() + args.max_seconds
+        while time.monotonic() < end:
+            time.sleep(min(0.2, max(0.0, end - time.monotonic())))
+    print("lab is down", flush=True)
+    return 0
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from .runner import run_scenario
+
+    result = run_scenario(args.scenario, out=args.out)
+    print(json.dumps(result.summary(), indent=2, sort_keys=True))
+    return 0
+
+
+def _cmd_record(args: argparse.Namespace) -> int:
+    from .runner import record_node_sample, run_scenario
+    from .scenario import load_scenario
+
+    scenario = load_scenario(args.scenario)
+    names = [n.name for n in scenario.nodes]
+    if args.node not in names:
+        raise LabError(f"--node must be one of {', '.join(names)}; got {args.node!r}")
+    result = run_scenario(scenario)
+    path = record_node_sample(result, args.node, args.out)
+    print(json.dumps(result.summary()["requests_per_pod"], sort_keys=True))
+    print(f"recorded {args.node} into {path}")
+    return 0
+
+
+def _cmd_down(args: argparse.Namespace) -> int:
+    from .netns import cleanup_leftovers
+
+    removed = cleanup_leftovers()
+    print(f"removed {len(removed)} namespace(s)" + (": " + " ".join(removed) if removed else ""))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``lab`` commands stand-alone (``python -m npanalytics.lab.cli``)."""
+    parser = argparse.ArgumentParser(prog="python -m npanalytics.lab.cli")
+    subparsers = parser.add_subparsers(dest="command", required=True)
+    register(subparsers)
+    args = parser.parse_args(["lab", *(sys.argv[1:] if argv is None else argv)])
+    try:
+        return args.func(args)
+    except LabError as exc:
+        print(f"npanalytics lab: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt as exc:
+        print(f"npanalytics lab: {exc or 'interrupted'}; torn down", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
