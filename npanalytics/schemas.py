@@ -268,6 +268,18 @@ _CONNECT_LATENCY = FrameSpec(
     ),
 )
 
+_GROUND_TRUTH = FrameSpec(
+    "ground_truth",
+    "(pod, client address) pair: what the pod itself counted (the lab's ground truth)",
+    (
+        _c("pod", "category", "", "pod that served the requests"),
+        _c("node", "category", "", "node the pod runs on"),
+        _c("client", "category", "", "client address as the pod saw it (an SNAT address under Cluster policy)"),
+        _c("requests", "int64", "requests", "HTTP requests served"),
+        _c("connections", "int64", "connections", "TCP connections accepted"),
+    ),
+)
+
 SCHEMAS: dict[str, FrameSpec] = {
     spec.kind: spec
     for spec in (
@@ -278,6 +290,7 @@ SCHEMAS: dict[str, FrameSpec] = {
         _ENDPOINT_FLOWS,
         _RULE_LOADS,
         _CONNECT_LATENCY,
+        _GROUND_TRUTH,
     )
 }
 """Every frame kind npanalytics knows, by kind name."""
