@@ -73,7 +73,8 @@ AFFINITIES = ("None", "ClientIP")
 PROTOCOLS = ("TCP",)  # the load generator speaks HTTP over TCP
 MAX_NODES = 16
 MAX_PODS_PER_NODE = 200
-MAX_CLIENTS = 2000
+MAX_CLIENTS = 2000  # fits 198.18.200.0/21
+MAX_NAT_CLIENTS = 1000  # fits 198.18.208.0/22
 MAX_REQUESTS = 200_000
 MAX_SECONDS = 600.0
 
@@ -464,7 +465,8 @@ def scenario_from_dict(data: Mapping[str, Any]) -> Scenario:
     raw = _mapping(data.get("clients", {}), f)
     _keys(raw, ("count", "addressing"), f)
     clients = ClientSpec(
-        count=_int(raw.get("count", 1), f"{f}.count", 1, MAX_CLIENTS),
+        count=_int(raw.get("count", 1), f"{f}.count", 1,
+                   MAX_CLIENTS if raw.get("addressing", "distinct") == "distinct" else MAX_NAT_CLIENTS),
         addressing=_choice(raw.get("addressing", "distinct"), ADDRESSING, f"{f}.addressing"),
     )
 
