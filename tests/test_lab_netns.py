@@ -155,8 +155,8 @@ def test_cleanup_leftovers_removes_leaked_namespace(need_root):
     subprocess.run(["ip", "netns", "add", "npa-lab-leaked"], check=True)
     try:
         assert "npa-lab-leaked" in lab_namespaces()
-        removed = cleanup_leftovers()
-        assert "npa-lab-leaked" in removed
+        removed = cleanup_leftovers("npa-lab-leaked")
+        assert removed == ["npa-lab-leaked"]
         assert not _exists("npa-lab-leaked")
     finally:
         subprocess.run(["ip", "netns", "delete", "npa-lab-leaked"], capture_output=True)
@@ -164,11 +164,19 @@ def test_cleanup_leftovers_removes_leaked_namespace(need_root):
 
 def test_cleanup_leftovers_leaves_other_namespaces(need_root):
     subprocess.run(["ip", "netns", "add", "npa-labx-keep"], check=True)
+    subprocess.run(["ip", "netns", "add", "npa-lab-keep-me"], check=True)
     try:
-        cleanup_leftovers()
+        assert cleanup_leftovers("npa-lab-keep-x") == []  # a prefix that matches nothing
+        assert cleanup_leftovers("npa-lab-keep-") == ["npa-lab-keep-me"]
         assert _exists("npa-labx-keep")
     finally:
         subprocess.run(["ip", "netns", "delete", "npa-labx-keep"], check=True)
+        subprocess.run(["ip", "netns", "delete", "npa-lab-keep-me"], capture_output=True)
+
+
+def test_cleanup_leftovers_refuses_foreign_prefix():
+    with pytest.raises(LabError, match="refusing prefix 'npa-'"):
+        cleanup_leftovers("npa-")
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
@@ -179,21 +187,25 @@ def test_signal_to_lab_up_leaves_nothing_behind(need_root, signum):
     )
     try:
         lines = []
-        end = time.monotonic() + 30
+        end = time.monotonic() + 60
         while time.monotonic() < end:
             line = proc.stdout.readline()
             lines.append(line)
             if not line or line.startswith("lab is up"):
                 break
         assert lines[-1].startswith("lab is up"), lines
-        assert "npa-lab-n-node-a" in lab_namespaces()
+        (run_id,) = [ln.split()[2] for ln in lines if ln.startswith("run id:")]
+        ours = [n for n in lab_namespaces() if n.startswith(f"npa-lab-{run_id}-")]
+        assert f"npa-lab-{run_id}-n-node-a" in ours and len(ours) == 7  # fabric, 2 nodes, 3 pods, clients
         proc.send_signal(signum)
         proc.wait(timeout=30)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-            cleanup_leftovers()
+    leftovers = [n for n in lab_namespaces() if n.startswith(f"npa-lab-{run_id}-")]
+    if leftovers:
+        cleanup_leftovers(f"npa-lab-{run_id}-")
     assert proc.returncode == 130
     assert f"interrupted by {signal.Signals(signum).name}" in proc.stderr.read()
-    assert lab_namespaces() == []
+    assert leftovers == []

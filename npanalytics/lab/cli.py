@@ -9,7 +9,8 @@ alone as ``python -m npanalytics.lab.cli <command> ...``.
   down; print a JSON summary (and write the dumps under DIR).
 - ``lab record SCENARIO --node NODE --out DIR``: like ``run``, then write NODE's dumps
   as a dataset folder (``raw/`` plus ``recording.json``).
-- ``lab down``: delete every ``npa-lab-*`` namespace a crashed run left behind.
+- ``lab down [--run-id ID]``: delete every ``npa-lab-*`` namespace (or only run ID's) that
+  a crashed run left behind.
 
 SCENARIO is a YAML file or the name of a bundled scenario.
 """
@@ -56,25 +57,28 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     rec.add_argument("--out", required=True, help="dataset folder (raw/ and recording.json)")
     rec.set_defaults(func=_cmd_record)
     down = sub.add_parser("down", help="delete npa-lab-* namespaces left by a crashed run")
+    down.add_argument("--run-id", help="only the namespaces of this run (npa-lab-<run-id>-*)")
     down.set_defaults(func=_cmd_down)
     return lab
 
 
 def _cmd_up(args: argparse.Namespace) -> int:
     from .runner import lab_up
-    from .topology import node_namespace, pod_namespace
 
     if not 0 < args.max_seconds <= MAX_UP_SECONDS:
         raise LabError(f"--max-seconds must be in (0, {MAX_UP_SECONDS:g}]; got {args.max_seconds}")
     with lab_up(args.scenario) as topo:
         a = topo.addresses
         for node in topo.scenario.nodes:
-            print(f"node {node.name}: {node_namespace(node.name)} {a.node_ips[node.name]} "
+            print(f"node {node.name}: {topo.node_ns(node.name)} {a.node_ips[node.name]} "
                   f"pods {a.pod_cidrs[node.name]} ({node.proxy_mode})")
         for pod in topo.scenario.pods:
-            print(f"pod {pod.name}: {pod_namespace(pod.name)} {a.pod_ips[pod.name]} on {pod.node}")
+            print(f"pod {pod.name}: {topo.pod_ns(pod.name)} {a.pod_ips[pod.name]} on {pod.node}")
+        print(f"clients: {topo.clients_ns} {' '.join(a.client_ips[:4])}"
+              f"{' ...' if len(a.client_ips) > 4 else ''}")
         for load in topo.loads:
             print(f"rules {load.node}: {load.rule_count} rules loaded in {load.duration_seconds:.4f} s")
+        print(f"run id: {topo.run_id} (namespaces npa-lab-{topo.run_id}-*)")
         print(f"lab is up; Ctrl-C tears it down (at the latest in {args.max_seconds:g} s)", flush=True)
         end = time.monotonic() + args.max_seconds
         while time.monotonic() < end:
@@ -109,7 +113,7 @@ def _cmd_record(args: argparse.Namespace) -> int:
 def _cmd_down(args: argparse.Namespace) -> int:
     from .netns import cleanup_leftovers
 
-    removed = cleanup_leftovers()
+    removed = cleanup_leftovers(f"npa-lab-{args.run_id}-" if args.run_id else "npa-lab-")
     print(f"removed {len(removed)} namespace(s)" + (": " + " ".join(removed) if removed else ""))
     return 0
 

@@ -180,18 +180,27 @@ def _delete_namespace(name: str) -> None:
     run(["ip", "netns", "delete", name], check=False, timeout=10)
 
 
-def cleanup_leftovers() -> list[str]:
+def cleanup_leftovers(prefix: str = NAMESPACE_PREFIX) -> list[str]:
     """Delete every ``npa-lab-*`` namespace (and the processes in it) that a crashed run left.
+
+    Parameters
+    ----------
+    prefix : str
+        Only namespaces whose name starts with it, e.g. ``"npa-lab-1a2b3c-"`` for one
+        run; it must itself start with ``npa-lab-``.
 
     Returns
     -------
     list of str
         The namespaces removed. Namespaces without the lab prefix are never touched.
     """
+    if not prefix.startswith(NAMESPACE_PREFIX):
+        raise LabError(f"refusing prefix {prefix!r}: it must start with {NAMESPACE_PREFIX}")
     removed = []
     for name in lab_namespaces():
-        _delete_namespace(name)
-        removed.append(name)
+        if name.startswith(prefix):
+            _delete_namespace(name)
+            removed.append(name)
     remaining = set(lab_namespaces()) & set(removed)
     if remaining:
         raise LabError(f"could not delete lab namespaces: {sorted(remaining)}")

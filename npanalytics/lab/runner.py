@@ -26,15 +26,7 @@ from typing import Any
 from ..exceptions import LabError
 from .netns import LabSession, check_environment, run
 from .scenario import Scenario, load_scenario
-from .topology import (
-    CLIENTS_NAMESPACE,
-    LOAD_COMMANDS,
-    SAVE_COMMANDS,
-    Renderer,
-    RuleLoad,
-    Topology,
-    node_namespace,
-)
+from .topology import LOAD_COMMANDS, SAVE_COMMANDS, Renderer, RuleLoad, Topology
 
 __all__ = ["RunResult", "lab_up", "run_scenario", "record_node_sample", "write_run"]
 
@@ -67,6 +59,10 @@ class RunResult:
         The events applied, with the request index or second they were applied at.
     commands : dict of str to str
         The commands that produced the dumps and loaded the rules, per proxy mode.
+    run_id : str
+        The tag in this run's namespace names.
+    namespaces : list of str
+        The namespaces the run used (all deleted when it returned).
     """
 
     scenario: Scenario
@@ -80,6 +76,8 @@ class RunResult:
     traffic: list[dict[str, Any]]
     events: list[dict[str, Any]]
     commands: dict[str, Any]
+    run_id: str = ""
+    namespaces: list[str] = dataclasses.field(default_factory=list)
 
     def requests_per_pod(self) -> dict[str, int]:
         """Requests each pod counted itself (all client addresses together)."""
@@ -98,6 +96,7 @@ class RunResult:
                 outcomes[key] = outcomes.get(key, 0) + value
         return {
             "scenario": self.scenario.name,
+            "run_id": self.run_id,
             "started": self.started.isoformat(),
             "finished": self.finished.isoformat(),
             "node_ips": self.node_ips,
@@ -117,16 +116,20 @@ def _as_scenario(spec: Scenario | str | os.PathLike[str] | Mapping[str, Any]) ->
 
 @contextlib.contextmanager
 def lab_up(
-    spec: Scenario | str | os.PathLike[str] | Mapping[str, Any], *, renderer: Renderer | None = None
+    spec: Scenario | str | os.PathLike[str] | Mapping[str, Any],
+    *,
+    renderer: Renderer | None = None,
+    run_id: str | None = None,
 ) -> Iterator[Topology]:
     """Build a scenario's data plane for the duration of a ``with`` block, then tear it down.
 
     Checks the environment first (:func:`~npanalytics.lab.netns.check_environment`).
+    ``run_id`` tags the namespace names (default: random).
     """
     scenario = _as_scenario(spec)
     check_environment(scenario.proxy_modes)
     with LabSession() as session:
-        topology = Topology(scenario, session, renderer=renderer)
+        topology = Topology(scenario, session, renderer=renderer, run_id=run_id)
         topology.build()
         yield topology
 
@@ -182,7 +185,7 @@ def _drive(topology: Topology) -> tuple[list[dict[str, Any]], list[dict[str, Any
                 if left <= 0:
                     break
                 proc = topology.session.exec(
-                    CLIENTS_NAMESPACE, _traffic_args(topology, bound - done, left),
+                    topology.clients_ns, _traffic_args(topology, bound - done, left),
                     timeout=left + TRAFFIC_MARGIN_SECONDS,
                 )
                 report = json.loads(proc.stdout)
@@ -207,6 +210,7 @@ def run_scenario(
     *,
     out: str | os.PathLike[str] | None = None,
     renderer: Renderer | None = None,
+    run_id: str | None = None,
 ) -> RunResult:
     """Build the scenario, send its traffic, collect the raw outputs, tear everything down.
 
@@ -218,6 +222,8 @@ def run_scenario(
         Also write the result there (see :func:`write_run`).
     renderer : callable, optional
         Override the rule renderer (tests).
+    run_id : str, optional
+        Tag in the namespace names (``npa-lab-<run_id>-...``); default random.
 
     Returns
     -------
@@ -225,12 +231,13 @@ def run_scenario(
     """
     scenario = _as_scenario(spec)
     started = dt.datetime.now(dt.timezone.utc)
-    with lab_up(scenario, renderer=renderer) as topology:
+    with lab_up(scenario, renderer=renderer, run_id=run_id) as topology:
         traffic, events = _drive(topology)
         pod_counts = topology.pod_counts()
         dumps = {node.name: topology.dump_node(node.name) for node in scenario.nodes}
         addresses = topology.addresses
         loads = list(topology.loads)
+        namespaces = topology.namespaces()
     result = RunResult(
         scenario=scenario,
         started=started,
@@ -247,8 +254,10 @@ def run_scenario(
             "save": {m: " ".join(c) for m, c in SAVE_COMMANDS.items()},
             "conntrack": "conntrack -L 2>&1",
             "conntrack_stats": "conntrack -S",
-            "namespace": "ip netns exec npa-lab-n-<node> <command>",
+            "namespace": "ip netns exec npa-lab-<run_id>-n-<node> <command>",
         },
+        run_id=topology.run_id,
+        namespaces=namespaces,
     )
     if out is not None:
         write_run(result, out)
@@ -280,6 +289,15 @@ def _version(args: list[str]) -> str:
     return (proc.stdout or proc.stderr).strip().splitlines()[0] if (proc.stdout or proc.stderr) else ""
 
 
+def _traffic_summary(sc: Scenario, result: RunResult) -> str:
+    _, port = sc.target_service()
+    targets = " ".join(f"--target {result.node_ips[n]}:{port.node_port}:{w:g}"
+                       for n, w in sc.traffic.node_weights.items() if w > 0)
+    return (f"{targets} --source <each of {sc.clients.count} client addresses> --mode {sc.traffic.mode} "
+            f"--requests-per-connection {sc.traffic.requests_per_connection} "
+            f"--requests {sc.traffic.requests} --max-seconds {sc.traffic.max_seconds:g}")
+
+
 def record_node_sample(result: RunResult, node: str, directory: str | os.PathLike[str]) -> Path:
     """Write one node's raw dumps and the run's ground truth as a dataset folder.
 
@@ -299,6 +317,7 @@ def record_node_sample(result: RunResult, node: str, directory: str | os.PathLik
     sc = result.scenario
     mode = sc.node(node).proxy_mode
     svc, port = sc.target_service()
+    ns = f"npa-lab-{result.run_id}-n-{node}"
     sent = sum(seg["requests_sent"] for seg in result.traffic)
     manifest = {
         "what": f"one node ({node}) of a lab run of scenario {sc.name!r}: kube-proxy rules with "
@@ -311,10 +330,11 @@ def record_node_sample(result: RunResult, node: str, directory: str | os.PathLik
             "python": platform.python_version(),
         },
         "commands": {
-            "rules": f"ip netns exec {node_namespace(node)} {' '.join(SAVE_COMMANDS[mode])}",
-            "conntrack": f"ip netns exec {node_namespace(node)} conntrack -L 2>&1",
-            "rules_loaded_with": f"ip netns exec {node_namespace(node)} {' '.join(LOAD_COMMANDS[mode])}",
-            "traffic": "ip netns exec npa-lab-clients python -m npanalytics.lab.traffic run ...",
+            "rules": f"ip netns exec {ns} {' '.join(SAVE_COMMANDS[mode])}",
+            "conntrack": f"ip netns exec {ns} conntrack -L 2>&1",
+            "rules_loaded_with": f"ip netns exec {ns} {' '.join(LOAD_COMMANDS[mode])}",
+            "traffic": f"ip netns exec npa-lab-{result.run_id}-clients "
+                       f"python -m npanalytics.lab.traffic run {_traffic_summary(sc, result)}",
             "reproduce": f"npanalytics lab record {sc.name} --node {node} --out <dir>",
         },
         "sysctls_in_nodes": {"net.netfilter.nf_conntrack_acct": 1, "net.ipv4.ip_forward": 1},

@@ -1,15 +1,16 @@
 """Build a scenario's data plane in network namespaces and program kube-proxy's rules in it.
 
-Layout (every box is a network namespace the :class:`~npanalytics.lab.netns.LabSession` owns)::
+Layout (every box is a network namespace the :class:`~npanalytics.lab.netns.LabSession`
+owns; ``<id>`` is the run's random tag, so that concurrent runs never collide)::
 
-    npa-lab-clients --(eth0 / fc0)--+                       (distinct clients: one address each)
-      or npa-lab-clients -- npa-lab-nat --(fc0)--+           ("nat": MASQUERADE in npa-lab-nat)
-                                                 |
-                            npa-lab-fabric: bridge br0       (node IPs 198.18.0.0/24)
+    npa-lab-<id>-clients --(eth0 / fc0)--+                  (distinct clients: one address each)
+      or ...-clients -- npa-lab-<id>-nat --(fc0)--+          ("nat": MASQUERADE in the NAT)
+                                                  |
+                            npa-lab-<id>-fabric: bridge br0  (node IPs 198.18.0.0/24)
                                  |                 |
-            npa-lab-n-<node a>: eth0, cbr0    npa-lab-n-<node b>: ...
+          npa-lab-<id>-n-<node a>: eth0, cbr0   npa-lab-<id>-n-<node b>: ...
                  |        |                      (kube-proxy rules live here;
-            npa-lab-p-<pod>  ...                  pod CIDR 198.18.(64+i).0/24 on cbr0)
+      npa-lab-<id>-p-<pod>  ...                   pod CIDR 198.18.(64+i).0/24 on cbr0)
 
 Node ``i`` routes node ``j``'s pod CIDR via node ``j``'s fabric address, and the client
 network via the clients' fabric address. Rules are rendered by
@@ -23,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+import secrets
 import select
 import shutil
 import sys
@@ -41,15 +43,16 @@ __all__ = [
     "NAT_NAMESPACE",
     "RuleLoad",
     "Topology",
+    "new_run_id",
     "node_namespace",
     "pod_namespace",
     "render_rules",
     "count_rules",
 ]
 
-FABRIC_NAMESPACE = "npa-lab-fabric"
-CLIENTS_NAMESPACE = "npa-lab-clients"
-NAT_NAMESPACE = "npa-lab-nat"
+FABRIC_NAMESPACE = "npa-lab-{run_id}-fabric"
+CLIENTS_NAMESPACE = "npa-lab-{run_id}-clients"
+NAT_NAMESPACE = "npa-lab-{run_id}-nat"
 NAT_INSIDE_GATEWAY_OFFSET = 1
 POD_SERVER_MARGIN_SECONDS = 60.0
 READY_TIMEOUT_SECONDS = 10.0
@@ -77,14 +80,19 @@ _NFT_RULE = re.compile(r"^\s+(?!chain |set |map |type |elements |flags |policy |
 Renderer = Callable[[Sequence[ServicePort], str, str, Addresses], str]
 
 
-def node_namespace(node: str) -> str:
+def new_run_id() -> str:
+    """A short random tag that keeps concurrent lab runs' namespace names apart."""
+    return secrets.token_hex(3)
+
+
+def node_namespace(node: str, run_id: str) -> str:
     """The namespace name of a node."""
-    return f"npa-lab-n-{node}"
+    return f"npa-lab-{run_id}-n-{node}"
 
 
-def pod_namespace(pod: str) -> str:
+def pod_namespace(pod: str, run_id: str) -> str:
     """The namespace name of a pod."""
-    return f"npa-lab-p-{pod}"
+    return f"npa-lab-{run_id}-p-{pod}"
 
 
 def render_rules(
@@ -140,12 +148,24 @@ class Topology:
     renderer : callable, optional
         ``renderer(service_ports, node, proxy_mode, addresses) -> str``; default
         :func:`render_rules` (the project's renderers).
+    run_id : str, optional
+        Tag in every namespace name (``npa-lab-<run_id>-...``) so that concurrent runs
+        do not collide; default: random (:func:`new_run_id`).
     """
 
     def __init__(
-        self, scenario: Scenario, session: LabSession, *, renderer: Renderer | None = None
+        self,
+        scenario: Scenario,
+        session: LabSession,
+        *,
+        renderer: Renderer | None = None,
+        run_id: str | None = None,
     ) -> None:
         self.scenario = scenario
+        self.run_id = run_id or new_run_id()
+        self.fabric_ns = FABRIC_NAMESPACE.format(run_id=self.run_id)
+        self.clients_ns = CLIENTS_NAMESPACE.format(run_id=self.run_id)
+        self.nat_ns = NAT_NAMESPACE.format(run_id=self.run_id)
         self.session = session
         self.addresses = scenario.addresses()
         self.renderer = renderer or render_rules
@@ -155,15 +175,29 @@ class Topology:
         self._servers: dict[str, Any] = {}
         self.built = False
 
+    def node_ns(self, node: str) -> str:
+        """This run's namespace of ``node``."""
+        return node_namespace(node, self.run_id)
+
+    def pod_ns(self, pod: str) -> str:
+        """This run's namespace of ``pod``."""
+        return pod_namespace(pod, self.run_id)
+
+    def namespaces(self) -> list[str]:
+        """Every namespace name this topology uses (whether built yet or not)."""
+        names = [self.fabric_ns, *(self.node_ns(n.name) for n in self.scenario.nodes),
+                 *(self.pod_ns(p.name) for p in self.scenario.pods), self.clients_ns]
+        return names + ([self.nat_ns] if self.scenario.clients.addressing == "nat" else [])
+
     # -- building ---------------------------------------------------------------------------
     def build(self) -> None:
         """Create the fabric, nodes, pods and clients; start the pod servers; load the rules."""
         s, a = self.session, self.addresses
-        s.add_namespace(FABRIC_NAMESPACE)
-        s.add_bridge(FABRIC_NAMESPACE, "br0")
+        s.add_namespace(self.fabric_ns)
+        s.add_bridge(self.fabric_ns, "br0")
         prefix = a.fabric_network.split("/")[1]
         for i, node in enumerate(self.scenario.nodes):
-            ns = node_namespace(node.name)
+            ns = self.node_ns(node.name)
             s.add_namespace(ns)
             for key, value in NODE_SYSCTLS:
                 s.sysctl(ns, key, value)
@@ -172,7 +206,7 @@ class Topology:
             gateway = _host(a.pod_cidrs[node.name], 1)
             s.ip(ns, "addr", "add", f"{gateway}/24", "dev", "cbr0")
         for i, node in enumerate(self.scenario.nodes):
-            ns = node_namespace(node.name)
+            ns = self.node_ns(node.name)
             for other in self.scenario.nodes:
                 if other.name != node.name:
                     s.ip(ns, "route", "add", a.pod_cidrs[other.name], "via", a.node_ips[other.name])
@@ -189,9 +223,9 @@ class Topology:
 
     def _fabric_port(self, ns: str, fabric_end: str, inner: str, address: str) -> None:
         s = self.session
-        s.add_veth(FABRIC_NAMESPACE, fabric_end, ns, inner)
-        s.ip(FABRIC_NAMESPACE, "link", "set", fabric_end, "master", "br0")
-        s.ip(FABRIC_NAMESPACE, "link", "set", fabric_end, "up")
+        s.add_veth(self.fabric_ns, fabric_end, ns, inner)
+        s.ip(self.fabric_ns, "link", "set", fabric_end, "master", "br0")
+        s.ip(self.fabric_ns, "link", "set", fabric_end, "up")
         s.ip(ns, "addr", "add", address, "dev", inner)
         s.ip(ns, "link", "set", inner, "up")
 
@@ -204,7 +238,7 @@ class Topology:
 
     def _add_pod(self, k: int, pod: PodSpec) -> None:
         s, a = self.session, self.addresses
-        ns, node_ns = pod_namespace(pod.name), node_namespace(pod.node)
+        ns, node_ns = self.pod_ns(pod.name), self.node_ns(pod.node)
         s.add_namespace(ns)
         s.add_veth(node_ns, f"vp{k}", ns, "eth0")
         s.ip(node_ns, "link", "set", f"vp{k}", "master", "cbr0")
@@ -216,33 +250,33 @@ class Topology:
 
     def _add_clients(self, prefix: str) -> None:
         s, a = self.session, self.addresses
-        s.add_namespace(CLIENTS_NAMESPACE)
+        s.add_namespace(self.clients_ns)
         if self.scenario.clients.addressing == "distinct":
-            self._fabric_port(CLIENTS_NAMESPACE, "fc0", "eth0", f"{a.client_gateway}/{prefix}")
+            self._fabric_port(self.clients_ns, "fc0", "eth0", f"{a.client_gateway}/{prefix}")
             for ip in a.client_ips:
-                s.ip(CLIENTS_NAMESPACE, "addr", "add", f"{ip}/32", "dev", "eth0")
+                s.ip(self.clients_ns, "addr", "add", f"{ip}/32", "dev", "eth0")
             return
         from .scenario import NAT_INSIDE_NETWORK
 
-        s.add_namespace(NAT_NAMESPACE)
-        s.sysctl(NAT_NAMESPACE, "net.ipv4.ip_forward", 1)
-        self._fabric_port(NAT_NAMESPACE, "fc0", "eth0", f"{a.client_gateway}/{prefix}")
+        s.add_namespace(self.nat_ns)
+        s.sysctl(self.nat_ns, "net.ipv4.ip_forward", 1)
+        self._fabric_port(self.nat_ns, "fc0", "eth0", f"{a.client_gateway}/{prefix}")
         inside_gw = str(NAT_INSIDE_NETWORK.network_address + NAT_INSIDE_GATEWAY_OFFSET)
         inside_len = NAT_INSIDE_NETWORK.prefixlen
-        s.add_veth(NAT_NAMESPACE, "eth1", CLIENTS_NAMESPACE, "eth0")
-        s.ip(NAT_NAMESPACE, "addr", "add", f"{inside_gw}/{inside_len}", "dev", "eth1")
-        s.ip(NAT_NAMESPACE, "link", "set", "eth1", "up")
+        s.add_veth(self.nat_ns, "eth1", self.clients_ns, "eth0")
+        s.ip(self.nat_ns, "addr", "add", f"{inside_gw}/{inside_len}", "dev", "eth1")
+        s.ip(self.nat_ns, "link", "set", "eth1", "up")
         for ip in a.client_ips:
-            s.ip(CLIENTS_NAMESPACE, "addr", "add", f"{ip}/{inside_len}", "dev", "eth0")
-        s.ip(CLIENTS_NAMESPACE, "link", "set", "eth0", "up")
-        s.ip(CLIENTS_NAMESPACE, "route", "add", "default", "via", inside_gw)
+            s.ip(self.clients_ns, "addr", "add", f"{ip}/{inside_len}", "dev", "eth0")
+        s.ip(self.clients_ns, "link", "set", "eth0", "up")
+        s.ip(self.clients_ns, "route", "add", "default", "via", inside_gw)
         if shutil.which("iptables-legacy-restore"):
             rules = "*nat\n-A POSTROUTING -o eth0 -j MASQUERADE\nCOMMIT\n"
-            s.exec(NAT_NAMESPACE, ["iptables-legacy-restore"], input=rules)
+            s.exec(self.nat_ns, ["iptables-legacy-restore"], input=rules)
         else:
             rules = "table ip npa-nat {\n chain post {\n  type nat hook postrouting priority 100;\n" \
                     "  oifname \"eth0\" masquerade\n }\n}\n"
-            s.exec(NAT_NAMESPACE, ["nft", "-f", "-"], input=rules)
+            s.exec(self.nat_ns, ["nft", "-f", "-"], input=rules)
 
     # -- pod servers ------------------------------------------------------------------------
     def target_ports(self) -> list[int]:
@@ -258,7 +292,7 @@ class Topology:
                     "--deadline", f"{deadline:.1f}"]
             for port in ports:
                 args += ["--port", port]
-            self._servers[pod.name] = self.session.spawn(pod_namespace(pod.name), args)
+            self._servers[pod.name] = self.session.spawn(self.pod_ns(pod.name), args)
         end = time.monotonic() + READY_TIMEOUT_SECONDS
         for name, proc in self._servers.items():
             line = _read_line(proc, end)
@@ -272,7 +306,7 @@ class Topology:
         port = self.target_ports()[0]
         for pod in self.scenario.pods:
             urls.append(f"http://{self.addresses.pod_ips[pod.name]}:{port}/__counts")
-        ns = node_namespace(self.scenario.nodes[0].name)
+        ns = self.node_ns(self.scenario.nodes[0].name)
         out = self.session.exec(
             ns, [sys.executable, "-m", "npanalytics.lab.traffic", "counts", *urls], timeout=30
         ).stdout
@@ -288,7 +322,7 @@ class Topology:
         """Render and load the rules of ``node``, timing the load."""
         mode = self.scenario.node(node).proxy_mode
         text = self.renderer(self.service_ports(), node, mode, self.addresses)
-        ns = node_namespace(node)
+        ns = self.node_ns(node)
         if mode == "nftables" and node in self.rules_text:
             text = "table ip kube-proxy\ndelete table ip kube-proxy\n" + text
         command = LOAD_COMMANDS.get(mode)
@@ -323,7 +357,7 @@ class Topology:
     # -- dumps ------------------------------------------------------------------------------
     def dump_node(self, node: str) -> dict[str, str]:
         """Raw outputs of one node: conntrack -L (stdout then stderr), conntrack -S, rules."""
-        ns = node_namespace(node)
+        ns = self.node_ns(node)
         mode = self.scenario.node(node).proxy_mode
         ct = self.session.exec(ns, ["conntrack", "-L"])
         stats = self.session.exec(ns, ["conntrack", "-S"])
