@@ -1,0 +1,786 @@
+"""The lab's metrics writers: what kube-state-metrics and kube-proxy would expose (pure, plus one server).
+
+* :func:`kube_state_metrics_text`: the kube-state-metrics (KSM) series of a scenario's
+  Services, Endpoints, EndpointSlices, Pods and Nodes at one moment, built from
+  :func:`npanalytics.lab.k8s_objects.cluster_objects` so that names, uids and
+  addresses agree with the API objects.
+* :func:`kube_proxy_metrics_text`: one node's kube-proxy ``/metrics`` (the
+  ``kubeproxy_*`` families of KUBE_FACTS §3) filled from measured rule loads.
+* :func:`openmetrics_series`: several timestamped scrapes joined into one
+  OpenMetrics document for ``promtool tsdb create-blocks-from openmetrics``.
+* :func:`serve_metrics`: a loopback HTTP server with ``/metrics`` for a live scrape.
+
+Text format
+-----------
+The writers produce the Prometheus text exposition format 0.0.4: ``# HELP`` (with
+``\\`` and newline escaped), ``# TYPE``, then one sample per line,
+``name{label="value",...} value [timestamp_ms]``, label values escaped (``\\`` ->
+``\\\\``, ``"`` -> ``\\"``, newline -> ``\\n``). Values are formatted as the Go
+client does (``strconv.FormatFloat(v, 'g', -1, 64)``: ``1``, ``0.25``,
+``1.7e+09``, ``+Inf``, ``NaN``), bucket bounds included (``le="0.001"``,
+``le="1"``).
+
+kube-proxy specifics: families are sorted by name and label pairs by label name
+with ``le`` last, as client_golang writes them; HELP texts carry the ``[ALPHA]``
+stability prefix of Kubernetes component metrics. ``ip_family_label=True``
+gives the 1.33+ label sets (``ip_family="IPv4"`` on the metrics that have it),
+``False`` the 1.28-1.32 ones. The process/Go runtime families and
+``kubeproxy_proxy_healthz_total``/``livez_total`` are not written.
+
+KSM specifics: label order follows KSM (the object's default labels first).
+``kube_endpointslice_labels`` and ``kube_node_labels`` carry labels only because a
+real KSM was started with an allowlist; for the same series from a real cluster run
+KSM with ``--metric-labels-allowlist=endpointslices=[kubernetes.io/service-name],nodes=[topology.kubernetes.io/zone,topology.kubernetes.io/region]``.
+The Endpoints metrics need ``--resources`` to include ``endpoints`` from KSM v2.18 on.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import decimal
+import difflib
+import http.server
+import ipaddress
+import math
+import re
+import socket
+import threading
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+from .k8s_objects import cluster_objects
+from .scenario import Scenario
+
+__all__ = [
+    "SYNC_DURATION_BUCKETS",
+    "NETWORK_PROGRAMMING_BUCKETS",
+    "PROXY_METRICS_MODES",
+    "CONTENT_TYPE",
+    "format_value",
+    "escape_label_value",
+    "kube_state_metrics_text",
+    "kube_proxy_metrics_text",
+    "openmetrics_series",
+    "serve_metrics",
+    "MetricsServer",
+]
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+def _exponential(start: float, factor: float, count: int) -> tuple[float, ...]:
+    # Computed as client_golang's ExponentialBuckets does (repeated multiplication).
+    out, value = [], start
+    for _ in range(count):
+        out.append(value)
+        value *= factor
+    return tuple(out)
+
+
+def _linear(start: float, width: float, count: int) -> tuple[float, ...]:
+    out, value = [], start
+    for _ in range(count):
+        out.append(value)
+        value += width
+    return tuple(out)
+
+
+#: Upper bounds (seconds) of the sync-duration histograms: Exponential(0.001, x2, 15).
+SYNC_DURATION_BUCKETS: tuple[float, ...] = _exponential(0.001, 2.0, 15)
+#: Upper bounds (seconds) of kubeproxy_network_programming_duration_seconds: 81 finite
+#: buckets, a leading 0 (component-base MergeBuckets) then 0.25, 0.5, 1..59, 60..115, 120..300.
+NETWORK_PROGRAMMING_BUCKETS: tuple[float, ...] = (0.0,) + _linear(0.25, 0.25, 2) + _linear(
+    1, 1, 59) + _linear(60, 5, 12) + _linear(120, 30, 7)
+
+#: kube-proxy modes, and the lab's node proxy modes they stand for.
+PROXY_METRICS_MODES: Mapping[str, str] = {
+    "iptables": "iptables",
+    "iptables-legacy": "iptables",
+    "iptables-nft": "iptables",
+    "nftables": "nftables",
+    "ipvs": "ipvs",
+}
+TRAFFIC_POLICIES = ("internal", "external")
+IP_FAMILY = "IPv4"
+_LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+_LABEL_SANITIZE = re.compile(r"[^a-zA-Z0-9_]")
+_POD_PHASES = ("Pending", "Succeeded", "Failed", "Unknown", "Running")  # KSM's order
+
+
+# -- formatting -----------------------------------------------------------------------------
+
+
+def format_value(value: float) -> str:
+    """Format a sample value as the Go Prometheus client does (``'g'``, shortest form).
+
+    ``1`` -> ``"1"``, ``0.25`` -> ``"0.25"``, ``1e6`` -> ``"1e+06"``,
+    ``1.7e9`` -> ``"1.7e+09"``, infinities ``"+Inf"``/``"-Inf"``, ``"NaN"``.
+    """
+    value = float(value)
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    if value == 0:
+        return "-0" if math.copysign(1.0, value) < 0 else "0"
+    sign, digits, exponent = decimal.Decimal(repr(value)).normalize().as_tuple()
+    text = "".join(map(str, digits))
+    point = len(text) + int(exponent)  # digits before the decimal point
+    exp10 = point - 1
+    prefix = "-" if sign else ""
+    if exp10 < -4 or exp10 >= 6:  # Go: %e when exp < -4 || exp >= 6 for the shortest form
+        mantissa = text[0] + ("." + text[1:] if len(text) > 1 else "")
+        return f"{prefix}{mantissa}e{'-' if exp10 < 0 else '+'}{abs(exp10):02d}"
+    if point <= 0:
+        return f"{prefix}0.{'0' * -point}{text}"
+    if point >= len(text):
+        return f"{prefix}{text}{'0' * (point - len(text))}"
+    return f"{prefix}{text[:point]}.{text[point:]}"
+
+
+def escape_label_value(value: str) -> str:
+    """Escape a label value for the text formats: backslash, double quote and newline."""
+    return str(value).replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def _escape_help(text: str, openmetrics: bool = False) -> str:
+    text = text.replace("\\", "\\\\").replace("\n", "\\n")
+    return text.replace('"', '\\"') if openmetrics else text
+
+
+Labels = tuple[tuple[str, str], ...]
+
+
+@dataclasses.dataclass
+class _Family:
+    name: str
+    type: str
+    help: str
+    samples: list[tuple[str, Labels, float]] = dataclasses.field(default_factory=list)
+
+    def add(self, labels: Iterable[tuple[str, Any]] = (), value: float = 1.0, suffix: str = "") -> None:
+        pairs = tuple((k, "" if v is None else str(v)) for k, v in labels)
+        for key, _ in pairs:
+            if not _LABEL_NAME.match(key):
+                raise ValueError(f"invalid label name {key!r} in {self.name}")
+        self.samples.append((self.name + suffix, pairs, float(value)))
+
+
+def _sample_line(name: str, labels: Labels, value: float, timestamp: str | None) -> str:
+    body = ",".join(f'{k}="{escape_label_value(v)}"' for k, v in labels)
+    line = f"{name}{{{body}}} {format_value(value)}" if body else f"{name} {format_value(value)}"
+    return f"{line} {timestamp}" if timestamp is not None else line
+
+
+def _render(families: Iterable[_Family], timestamp_ms: int | None) -> str:
+    stamp = None if timestamp_ms is None else str(int(timestamp_ms))
+    lines = []
+    for family in families:
+        if not family.samples:
+            continue
+        lines.append(f"# HELP {family.name} {_escape_help(family.help)}")
+        lines.append(f"# TYPE {family.name} {family.type}")
+        lines.extend(_sample_line(n, lab, v, stamp) for n, lab, v in family.samples)
+    return "\n".join(lines) + "\n" if lines else ""
+
+
+def _check_timestamp_ms(timestamp_ms: int | None) -> int | None:
+    if timestamp_ms is None:
+        return None
+    if isinstance(timestamp_ms, bool) or not isinstance(timestamp_ms, int) or timestamp_ms < 0:
+        raise ValueError(f"timestamp_ms must be a non-negative int (milliseconds), got {timestamp_ms!r}")
+    return timestamp_ms
+
+
+def _bool_word(value: Any) -> str:
+    return "" if value is None else ("true" if value else "false")
+
+
+def _unix_seconds(rfc3339: str) -> float:
+    return dt.datetime.strptime(rfc3339, "%Y-%m-%dT%H:%M:%SZ").replace(
+        tzinfo=dt.timezone.utc).timestamp()
+
+
+# -- kube-state-metrics ---------------------------------------------------------------------
+
+
+def kube_state_metrics_text(
+    scenario: Scenario,
+    *,
+    timestamp_ms: int | None = None,
+    pod_states: Mapping[str, Any] | None = None,
+    include_endpoints: bool = True,
+    include_endpointslices: bool = True,
+    allowlist_service_name: bool = True,
+    at: dt.datetime | None = None,
+) -> str:
+    """kube-state-metrics' exposition of a scenario's objects at one moment.
+
+    Families (all gauges, value 1 unless said otherwise): ``kube_service_info``,
+    ``kube_service_spec_type``, ``kube_service_created`` (Unix seconds);
+    ``kube_endpoint_address`` (one per port and address, ``ready`` true/false;
+    with ``include_endpoints``); ``kube_endpointslice_info``,
+    ``kube_endpointslice_ports``, ``kube_endpointslice_endpoints`` (one per
+    endpoint address), ``kube_endpointslice_labels`` (with
+    ``label_kubernetes_io_service_name``; with ``include_endpointslices``);
+    ``kube_pod_info``, ``kube_pod_status_ready`` (three series per pod,
+    ``condition`` true/false/unknown, 1 on the pod's state),
+    ``kube_pod_status_phase`` (five per pod); ``kube_node_info``
+    (``kubeproxy_version="deprecated"``), ``kube_node_status_condition`` (Ready,
+    three series), ``kube_node_labels`` (zone and region, allow-listed).
+
+    Parameters
+    ----------
+    scenario : Scenario
+        The lab scenario.
+    timestamp_ms : int, optional
+        Sample timestamp in milliseconds since the Unix epoch, written on every
+        sample (for backfilling); also the moment described when ``at`` is not
+        given. Default: no timestamps.
+    pod_states : mapping, optional
+        Pod state at that moment, as for :func:`~npanalytics.lab.k8s_objects.cluster_objects`.
+    include_endpoints : bool, default True
+        Write the core/v1 Endpoints family (KSM v2.18+ needs ``--resources`` for it).
+    include_endpointslices : bool, default True
+        Write the EndpointSlice families.
+    allowlist_service_name : bool, default True
+        Write ``kube_endpointslice_labels{label_kubernetes_io_service_name=...}``, as
+        KSM does with ``--metric-labels-allowlist=endpointslices=[kubernetes.io/service-name]``.
+    at : datetime, optional
+        The moment described (timezone-aware); default from ``timestamp_ms``.
+
+    Returns
+    -------
+    str
+        Text exposition format 0.0.4, ending in a newline.
+
+    Raises
+    ------
+    ValueError
+        If ``timestamp_ms`` is not a non-negative int, or a pod state is invalid.
+    """
+    timestamp_ms = _check_timestamp_ms(timestamp_ms)
+    if at is None and timestamp_ms is not None:
+        at = dt.datetime.fromtimestamp(timestamp_ms / 1000, dt.timezone.utc)
+    objects = cluster_objects(scenario, at=at, pod_states=pod_states, include_endpoints=include_endpoints)
+    fam = {
+        name: _Family(name, "gauge", text) for name, text in (
+            ("kube_service_info", "Information about a service."),
+            ("kube_service_spec_type", "Type of a service."),
+            ("kube_service_created", "Unix creation time of a service, in seconds."),
+            ("kube_endpoint_address", "Addresses of an endpoint, with their readiness."),
+            ("kube_endpointslice_info", "Information about an endpointslice."),
+            ("kube_endpointslice_ports", "Ports of an endpointslice."),
+            ("kube_endpointslice_endpoints", "Endpoints of an endpointslice, one series per address."),
+            ("kube_endpointslice_labels", "Allow-listed Kubernetes labels of an endpointslice."),
+            ("kube_pod_info", "Information about a pod."),
+            ("kube_pod_status_ready", "Whether a pod is ready to serve requests."),
+            ("kube_pod_status_phase", "Current phase of a pod."),
+            ("kube_node_info", "Information about a cluster node."),
+            ("kube_node_status_condition", "Condition of a cluster node."),
+            ("kube_node_labels", "Allow-listed Kubernetes labels of a node."),
+        )
+    }
+    for svc in objects["services"]:
+        meta, spec = svc["metadata"], svc["spec"]
+        base = (("namespace", meta["namespace"]), ("service", meta["name"]), ("uid", meta["uid"]))
+        fam["kube_service_info"].add(base + (
+            ("cluster_ip", spec["clusterIP"]), ("external_name", spec.get("externalName", "")),
+            ("load_balancer_ip", spec.get("loadBalancerIP", "")),
+            ("external_traffic_policy", spec.get("externalTrafficPolicy", "")),
+        ))
+        fam["kube_service_spec_type"].add(base + (("type", spec["type"]),))
+        fam["kube_service_created"].add(base, _unix_seconds(meta["creationTimestamp"]))
+    for ep in objects.get("endpoints", []) if include_endpoints else []:
+        base = (("namespace", ep["metadata"]["namespace"]), ("endpoint", ep["metadata"]["name"]))
+        for subset in ep.get("subsets", []):
+            for port in subset.get("ports", []):
+                for key, ready in (("addresses", "true"), ("notReadyAddresses", "false")):
+                    for address in subset.get(key, []):
+                        fam["kube_endpoint_address"].add(base + (
+                            ("port_protocol", port["protocol"]), ("port_number", port["port"]),
+                            ("port_name", port.get("name", "")), ("ip", address["ip"]), ("ready", ready),
+                        ))
+    if include_endpointslices:
+        for eps in objects["endpointslices"]:
+            meta = eps["metadata"]
+            base = (("endpointslice", meta["name"]), ("namespace", meta["namespace"]))
+            fam["kube_endpointslice_info"].add(base + (("addresstype", eps["addressType"]),))
+            for port in eps.get("ports") or []:
+                fam["kube_endpointslice_ports"].add(base + (
+                    ("port_name", port.get("name", "")), ("port_protocol", port.get("protocol", "")),
+                    ("port_number", port.get("port", "")),
+                ))
+            for endpoint in eps.get("endpoints") or []:
+                cond, ref = endpoint.get("conditions", {}), endpoint.get("targetRef", {})
+                for address in endpoint["addresses"]:
+                    fam["kube_endpointslice_endpoints"].add(base + (
+                        ("ready", _bool_word(cond.get("ready"))),
+                        ("serving", _bool_word(cond.get("serving"))),
+                        ("hostname", endpoint.get("hostname", "")),
+                        ("terminating", _bool_word(cond.get("terminating"))),
+                        ("targetref_kind", ref.get("kind", "")),
+                        ("targetref_name", ref.get("name", "")),
+                        ("targetref_namespace", ref.get("namespace", "")),
+                        ("endpoint_nodename", endpoint.get("nodeName", "")),
+                        ("endpoint_zone", endpoint.get("zone", "")),
+                        ("address", address),
+                    ))
+            if allowlist_service_name:
+                fam["kube_endpointslice_labels"].add(base + (
+                    ("label_kubernetes_io_service_name", meta["labels"]["kubernetes.io/service-name"]),
+                ))
+    for pod in objects["pods"]:
+        meta, spec, status = pod["metadata"], pod["spec"], pod["status"]
+        base = (("namespace", meta["namespace"]), ("pod", meta["name"]), ("uid", meta["uid"]))
+        owner = next((o for o in meta.get("ownerReferences", []) if o.get("controller")), {})
+        fam["kube_pod_info"].add(base + (
+            ("host_ip", status.get("hostIP", "")), ("pod_ip", status.get("podIP", "")),
+            ("node", spec.get("nodeName", "")), ("created_by_kind", owner.get("kind", "")),
+            ("created_by_name", owner.get("name", "")),
+            ("priority_class", spec.get("priorityClassName", "")),
+            ("host_network", _bool_word(bool(spec.get("hostNetwork", False)))),
+        ))
+        ready = next(c["status"] for c in status["conditions"] if c["type"] == "Ready")
+        for word in ("true", "false", "unknown"):
+            fam["kube_pod_status_ready"].add(base + (("condition", word),), float(ready.lower() == word))
+        for phase in _POD_PHASES:
+            fam["kube_pod_status_phase"].add(base + (("phase", phase),), float(status["phase"] == phase))
+    for node in objects["nodes"]:
+        meta, spec, status = node["metadata"], node["spec"], node["status"]
+        info = status["nodeInfo"]
+        internal_ip = next((a["address"] for a in status["addresses"] if a["type"] == "InternalIP"), "")
+        base = (("node", meta["name"]),)
+        fam["kube_node_info"].add(base + (
+            ("kernel_version", info["kernelVersion"]), ("os_image", info["osImage"]),
+            ("container_runtime_version", info["containerRuntimeVersion"]),
+            ("kubelet_version", info["kubeletVersion"]), ("kubeproxy_version", "deprecated"),
+            ("provider_id", spec.get("providerID", "")), ("pod_cidr", spec.get("podCIDR", "")),
+            ("system_uuid", info["systemUUID"]), ("internal_ip", internal_ip),
+        ))
+        for condition in status["conditions"]:
+            for word in ("true", "false", "unknown"):
+                fam["kube_node_status_condition"].add(
+                    base + (("condition", condition["type"]), ("status", word)),
+                    float(condition["status"].lower() == word),
+                )
+        allowed = ("topology.kubernetes.io/region", "topology.kubernetes.io/zone")
+        fam["kube_node_labels"].add(base + tuple(
+            ("label_" + _LABEL_SANITIZE.sub("_", key), value)
+            for key, value in sorted(meta.get("labels", {}).items()) if key in allowed
+        ))
+    return _render(fam.values(), timestamp_ms)
+
+
+# -- kube-proxy ---------------------------------------------------------------------------
+
+
+_PROXY_HELP = {
+    "kubeproxy_sync_proxy_rules_duration_seconds": "Time one proxy rules sync took, in seconds.",
+    "kubeproxy_sync_full_proxy_rules_duration_seconds": "Time one full proxy rules sync took, in seconds.",
+    "kubeproxy_sync_partial_proxy_rules_duration_seconds":
+        "Time one partial proxy rules sync took, in seconds.",
+    "kubeproxy_network_programming_duration_seconds":
+        "Time from an endpoint change to the proxy rules programming it, in seconds.",
+    "kubeproxy_sync_proxy_rules_last_timestamp_seconds":
+        "Unix time of the last successful proxy rules sync, in seconds.",
+    "kubeproxy_sync_proxy_rules_last_queued_timestamp_seconds":
+        "Unix time the last proxy rules sync was queued, in seconds.",
+    "kubeproxy_sync_proxy_rules_endpoint_changes_pending": "Endpoint changes not yet synced.",
+    "kubeproxy_sync_proxy_rules_endpoint_changes_total": "Endpoint changes seen.",
+    "kubeproxy_sync_proxy_rules_service_changes_pending": "Service changes not yet synced.",
+    "kubeproxy_sync_proxy_rules_service_changes_total": "Service changes seen.",
+    "kubeproxy_sync_proxy_rules_no_local_endpoints_total":
+        "Services with a Local traffic policy that have no local endpoints.",
+    "kubeproxy_sync_proxy_rules_iptables_restore_failures_total": "Failed iptables restores.",
+    "kubeproxy_sync_proxy_rules_iptables_partial_restore_failures_total":
+        "Failed partial iptables restores.",
+    "kubeproxy_sync_proxy_rules_iptables_total": "Rules kube-proxy owns, per table.",
+    "kubeproxy_sync_proxy_rules_iptables_last": "Rules written in the last restore, per table.",
+    "kubeproxy_sync_proxy_rules_nftables_sync_failures_total": "Failed nftables syncs.",
+    "kubeproxy_sync_proxy_rules_nftables_cleanup_failures_total":
+        "Failures to remove stale nftables chains.",
+}
+
+
+def _check_durations(values: Iterable[float], name: str) -> list[float]:
+    out = []
+    for value in values:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+                or value < 0:
+            raise ValueError(f"{name} must hold finite non-negative seconds, got {value!r}")
+        out.append(float(value))
+    return out
+
+
+def _check_count(value: Any, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{name} must be a non-negative int, got {value!r}")
+    return value
+
+
+def _check_choice(value: Any, allowed: Sequence[str], name: str) -> str:
+    if value not in allowed:
+        close = difflib.get_close_matches(str(value), list(allowed), n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise ValueError(f"{name} must be one of {', '.join(allowed)}; got {value!r}{hint}")
+    return value
+
+
+def _histogram(family: _Family, labels: Labels, bounds: Sequence[float], values: Sequence[float]) -> None:
+    ordered = sorted(values)
+    for bound in bounds:  # cumulative: observations <= bound (client_golang's upper-inclusive buckets)
+        count = sum(1 for v in ordered if v <= bound)
+        family.add(labels + (("le", format_value(bound)),), count, "_bucket")
+    family.add(labels + (("le", "+Inf"),), len(ordered), "_bucket")
+    family.add(labels, math.fsum(ordered), "_sum")
+    family.add(labels, len(ordered), "_count")
+
+
+def kube_proxy_metrics_text(
+    node: str,
+    *,
+    sync_durations_seconds: Sequence[float],
+    network_programming_seconds: Sequence[float] = (),
+    rules_total: Mapping[str, int] | None = None,
+    rules_last: Mapping[str, int] | None = None,
+    endpoint_changes_total: int = 0,
+    service_changes_total: int = 0,
+    endpoint_changes_pending: int = 0,
+    service_changes_pending: int = 0,
+    no_local_endpoints: Mapping[str, int] | None = None,
+    restore_failures_total: int = 0,
+    partial_sync_durations_seconds: Sequence[float] = (),
+    mode: str = "iptables",
+    last_sync_timestamp: float | None = None,
+    last_queued_timestamp: float | None = None,
+    timestamp_ms: int | None = None,
+    ip_family_label: bool = True,
+) -> str:
+    """One node's kube-proxy ``/metrics`` (the ``kubeproxy_*`` families), from measurements.
+
+    Parameters
+    ----------
+    node : str
+        The node (for error messages; kube-proxy's own series carry no node label,
+        the scrape adds ``instance``).
+    sync_durations_seconds : sequence of float
+        Durations of the full syncs, in seconds (every lab rule load is a full
+        restore). They fill ``kubeproxy_sync_proxy_rules_duration_seconds`` and, in
+        iptables mode, ``kubeproxy_sync_full_proxy_rules_duration_seconds``.
+    network_programming_seconds : sequence of float, default ()
+        Seconds from an endpoint change to its rules being loaded, one per change;
+        ``kubeproxy_network_programming_duration_seconds``.
+    rules_total : mapping of table to int, optional
+        Rules kube-proxy owns per iptables table (``{"filter": n, "nat": m}``, as
+        :func:`npanalytics.lab.render_iptables.count_rules` counts them);
+        ``kubeproxy_sync_proxy_rules_iptables_total{table}``. iptables mode only
+        (kube-proxy exports no rule count in the other modes; it is ignored there).
+    rules_last : mapping of table to int, optional
+        Rules written by the last restore; default ``rules_total``.
+    endpoint_changes_total, service_changes_total : int, default 0
+        Counters of changes seen.
+    endpoint_changes_pending, service_changes_pending : int, default 0
+        Gauges of changes not yet synced.
+    no_local_endpoints : mapping of {"internal", "external"} to int, optional
+        Services with a Local policy and no local endpoint, per traffic policy;
+        ``kubeproxy_sync_proxy_rules_no_local_endpoints_total`` (a gauge despite
+        its name). Both series are written, missing ones as 0.
+    restore_failures_total : int, default 0
+        Failed rule loads: ``..._iptables_restore_failures_total`` in iptables and
+        IPVS modes, ``..._nftables_sync_failures_total`` in nftables mode.
+    partial_sync_durations_seconds : sequence of float, default ()
+        Durations of partial syncs (iptables mode): they go into the overall and
+        the partial histograms, not the full one.
+    mode : str, default "iptables"
+        ``iptables``, ``nftables`` or ``ipvs`` (the lab's ``iptables-legacy`` and
+        ``iptables-nft`` mean ``iptables``); decides which families exist.
+    last_sync_timestamp, last_queued_timestamp : float, optional
+        Unix seconds of the last successful sync and of the last queued one; the
+        gauge is left out when not given (no sync yet).
+    timestamp_ms : int, optional
+        Sample timestamp in milliseconds written on every sample.
+    ip_family_label : bool, default True
+        Kubernetes 1.33+ label sets (``ip_family="IPv4"``); False for 1.28-1.32.
+
+    Returns
+    -------
+    str
+        Text exposition format 0.0.4, families sorted by name.
+
+    Raises
+    ------
+    ValueError
+        For an unknown mode or traffic policy, negative or non-finite durations,
+        negative counts, or a non-int timestamp.
+    """
+    canonical = PROXY_METRICS_MODES.get(mode)
+    if canonical is None:
+        _check_choice(mode, list(PROXY_METRICS_MODES), f"mode (node {node})")
+    timestamp_ms = _check_timestamp_ms(timestamp_ms)
+    full = _check_durations(sync_durations_seconds, "sync_durations_seconds")
+    partial = _check_durations(partial_sync_durations_seconds, "partial_sync_durations_seconds")
+    programming = _check_durations(network_programming_seconds, "network_programming_seconds")
+    counts = {
+        name: _check_count(value, name) for name, value in (
+            ("endpoint_changes_total", endpoint_changes_total),
+            ("service_changes_total", service_changes_total),
+            ("endpoint_changes_pending", endpoint_changes_pending),
+            ("service_changes_pending", service_changes_pending),
+            ("restore_failures_total", restore_failures_total),
+        )
+    }
+    no_local = {policy: 0 for policy in TRAFFIC_POLICIES}
+    for policy, value in (no_local_endpoints or {}).items():
+        _check_choice(policy, TRAFFIC_POLICIES, "no_local_endpoints key")
+        no_local[policy] = _check_count(value, f"no_local_endpoints[{policy!r}]")
+    tables = {str(t): _check_count(v, f"rules_total[{t!r}]") for t, v in (rules_total or {}).items()}
+    last = tables if rules_last is None else {
+        str(t): _check_count(v, f"rules_last[{t!r}]") for t, v in rules_last.items()
+    }
+    for name, value in (("last_sync_timestamp", last_sync_timestamp),
+                        ("last_queued_timestamp", last_queued_timestamp)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                  or not math.isfinite(value)):
+            raise ValueError(f"{name} must be finite Unix seconds, got {value!r}")
+
+    family_label: Labels = (("ip_family", IP_FAMILY),) if ip_family_label else ()
+    families: dict[str, _Family] = {}
+
+    def family(name: str, kind: str) -> _Family:
+        families[name] = _Family(name, kind, "[ALPHA] " + _PROXY_HELP[name])
+        return families[name]
+
+    _histogram(family("kubeproxy_sync_proxy_rules_duration_seconds", "histogram"),
+               family_label, SYNC_DURATION_BUCKETS, full + partial)
+    _histogram(family("kubeproxy_network_programming_duration_seconds", "histogram"),
+               family_label, NETWORK_PROGRAMMING_BUCKETS, programming)
+    if last_sync_timestamp is not None:
+        family("kubeproxy_sync_proxy_rules_last_timestamp_seconds", "gauge").add(
+            family_label, last_sync_timestamp)
+    if last_queued_timestamp is not None:
+        family("kubeproxy_sync_proxy_rules_last_queued_timestamp_seconds", "gauge").add(
+            family_label, last_queued_timestamp)
+    for what in ("endpoint", "service"):
+        family(f"kubeproxy_sync_proxy_rules_{what}_changes_pending", "gauge").add(
+            (), counts[f"{what}_changes_pending"])
+        family(f"kubeproxy_sync_proxy_rules_{what}_changes_total", "counter").add(
+            (), counts[f"{what}_changes_total"])
+    no_local_family = family("kubeproxy_sync_proxy_rules_no_local_endpoints_total", "gauge")
+    for policy in sorted(TRAFFIC_POLICIES):
+        no_local_family.add(tuple(sorted(family_label + (("traffic_policy", policy),))), no_local[policy])
+    failures = counts["restore_failures_total"]
+    if canonical == "iptables":
+        _histogram(family("kubeproxy_sync_full_proxy_rules_duration_seconds", "histogram"),
+                   family_label, SYNC_DURATION_BUCKETS, full)
+        _histogram(family("kubeproxy_sync_partial_proxy_rules_duration_seconds", "histogram"),
+                   family_label, SYNC_DURATION_BUCKETS, partial)
+        family("kubeproxy_sync_proxy_rules_iptables_partial_restore_failures_total", "counter").add(
+            family_label, 0)
+        for name, values in (("kubeproxy_sync_proxy_rules_iptables_total", tables),
+                             ("kubeproxy_sync_proxy_rules_iptables_last", last)):
+            table_family = family(name, "gauge")
+            for table in sorted(values):
+                table_family.add(tuple(sorted(family_label + (("table", table),))), values[table])
+    if canonical in ("iptables", "ipvs"):
+        family("kubeproxy_sync_proxy_rules_iptables_restore_failures_total", "counter").add(
+            family_label, failures)
+    if canonical == "nftables":
+        family("kubeproxy_sync_proxy_rules_nftables_sync_failures_total", "counter").add(
+            family_label, failures)
+        family("kubeproxy_sync_proxy_rules_nftables_cleanup_failures_total", "counter").add(
+            family_label, 0)
+    return _render((families[name] for name in sorted(families)), timestamp_ms)
+
+
+# -- OpenMetrics for backfilling ------------------------------------------------------------
+
+
+def _parse_families(text: str, where: str):
+    try:
+        from prometheus_client.parser import text_string_to_metric_families
+    except ImportError:  # pragma: no cover - depends on the environment
+        raise ImportError(
+            "openmetrics_series parses exposition text with prometheus-client: "
+            "pip install 'npanalytics[prometheus]'"
+        ) from None
+    try:
+        return list(text_string_to_metric_families(text))
+    except ValueError as exc:
+        raise ValueError(f"{where}: not valid Prometheus text exposition: {exc}") from None
+
+
+def _format_seconds(seconds: float) -> str:
+    return str(int(seconds)) if float(seconds).is_integer() else repr(float(seconds))
+
+
+def openmetrics_series(frames: Sequence[tuple[float, str]]) -> str:
+    """Join timestamped scrapes into one OpenMetrics document for backfilling.
+
+    Each frame is ``(timestamp_seconds, text)``: a text exposition (format 0.0.4,
+    as :func:`kube_state_metrics_text` or :func:`kube_proxy_metrics_text` write it,
+    or a real scrape) taken at that Unix time. Every sample of a frame gets the
+    frame's timestamp (timestamps inside the text are replaced). Each family is
+    written once, with its series in time order, as ``promtool tsdb
+    create-blocks-from openmetrics`` requires; a counter ``x_total`` becomes the
+    OpenMetrics family ``x`` with samples ``x_total``; a counter sample without
+    the ``_total`` suffix makes its family ``unknown``.
+
+    Parameters
+    ----------
+    frames : sequence of (float, str)
+        Unix seconds and exposition text; the timestamps must differ.
+
+    Returns
+    -------
+    str
+        OpenMetrics text ending with ``# EOF``.
+
+    Raises
+    ------
+    ValueError
+        On a repeated timestamp, a family whose type differs between frames, or a
+        text that does not parse.
+    ImportError
+        Without prometheus-client (``npanalytics[prometheus]``), whose parser reads the texts.
+    """
+    ordered = sorted(frames, key=lambda f: f[0])
+    for (t1, _), (t2, _) in zip(ordered, ordered[1:]):
+        if t1 == t2:
+            raise ValueError(f"two frames have the same timestamp {t1!r}; each scrape needs its own time")
+    kinds: dict[str, str] = {}
+    helps: dict[str, str] = {}
+    # family -> group key (labels without le/quantile) -> list of (timestamp, samples)
+    series: dict[str, dict[Labels, list[tuple[float, list[tuple[str, Labels, float]]]]]] = {}
+    for k, (seconds, text) in enumerate(ordered):
+        if not isinstance(seconds, (int, float)) or isinstance(seconds, bool) or not math.isfinite(seconds):
+            raise ValueError(f"frame {k}: expected finite Unix seconds, got {seconds!r}")
+        for metric in _parse_families(text, f"frame {k} (t={seconds})"):
+            kind = metric.type
+            if kind == "counter" and any(not s.name.endswith(("_total", "_created"))
+                                         for s in metric.samples):
+                kind = "unknown"
+            if metric.name in kinds and kinds[metric.name] != kind:
+                raise ValueError(
+                    f"frame {k} (t={seconds}): family {metric.name} is a {kind}, "
+                    f"but an earlier frame had it as a {kinds[metric.name]}"
+                )
+            kinds.setdefault(metric.name, kind)
+            helps.setdefault(metric.name, metric.documentation)
+            groups = series.setdefault(metric.name, {})
+            point: dict[Labels, list[tuple[str, Labels, float]]] = {}
+            for sample in metric.samples:
+                labels = tuple(sample.labels.items())
+                key = tuple((n, v) for n, v in labels if n not in ("le", "quantile"))
+                point.setdefault(key, []).append((sample.name, labels, sample.value))
+            for key, samples in point.items():
+                groups.setdefault(key, []).append((seconds, samples))
+    lines = []
+    for name, groups in series.items():
+        if helps[name]:
+            lines.append(f"# HELP {name} {_escape_help(helps[name], openmetrics=True)}")
+        lines.append(f"# TYPE {name} {kinds[name]}")
+        for points in groups.values():
+            for seconds, samples in points:
+                stamp = _format_seconds(seconds)
+                lines.extend(_sample_line(n, lab, v, stamp) for n, lab, v in samples)
+    lines.append("# EOF")
+    return "\n".join(lines) + "\n"
+
+
+# -- live serving ---------------------------------------------------------------------------
+
+
+class MetricsServer(http.server.ThreadingHTTPServer):
+    """A loopback HTTP server answering ``GET /metrics`` from a callable (see :func:`serve_metrics`)."""
+
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], texts: Callable[[], str]) -> None:
+        self.texts = texts
+        self.scrapes = 0
+        self._thread: threading.Thread | None = None
+        self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
+        super().__init__(address, _MetricsHandler)
+
+    def start(self) -> None:
+        """Serve in a daemon thread."""
+        self._thread = threading.Thread(target=self.serve_forever, name="npa-metrics", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop serving and close the socket (idempotent)."""
+        if self._thread is not None:
+            self.shutdown()
+            self._thread.join(timeout=5)
+            self._thread = None
+        self.server_close()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class _MetricsHandler(http.server.BaseHTTPRequestHandler):
+    server: MetricsServer
+
+    def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+        if self.path.split("?", 1)[0] != "/metrics":
+            self._reply(404, "text/plain; charset=utf-8", b"not found; try /metrics\n")
+            return
+        try:
+            body = self.server.texts().encode("utf-8")
+        except Exception as exc:  # the scrape must see the failure, not hang
+            self._reply(500, "text/plain; charset=utf-8", f"metrics callable failed: {exc!r}\n".encode())
+            return
+        self.server.scrapes += 1
+        self._reply(200, CONTENT_TYPE, body)
+
+    def _reply(self, code: int, content_type: str, body: bytes) -> None:
+        self.send_response(code)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the stdlib's name
+        """The library does not log; requests are counted in ``server.scrapes``."""
+
+
+def serve_metrics(
+    texts: Callable[[], str], host: str = "127.0.0.1", port: int = 0
+) -> tuple[MetricsServer, str]:
+    """Serve ``texts()`` at ``http://host:port/metrics`` from a background thread.
+
+    Parameters
+    ----------
+    texts : callable returning str
+        Called on every scrape; its text is served as
+        ``text/plain; version=0.0.4; charset=utf-8``. An exception becomes HTTP 500.
+    host : str, default "127.0.0.1"
+        A loopback address (the lab only talks to loopback).
+    port : int, default 0
+        0 picks a free port.
+
+    Returns
+    -------
+    (MetricsServer, str)
+        The running server (``server.stop()`` ends it; also a context manager)
+        and the scrape URL.
+
+    Raises
+    ------
+    ValueError
+        If ``host`` is not a loopback address.
+    """
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback:
+        raise ValueError(f"host must be a loopback address such as 127.0.0.1, got {host!r}")
+    server = MetricsServer((host, int(port)), texts)
+    server.start()
+    bound_host, bound_port = server.server_address[:2]
+    shown = f"[{bound_host}]" if ":" in str(bound_host) else bound_host
+    return server, f"http://{shown}:{bound_port}/metrics"
