@@ -133,11 +133,12 @@ KEEPALIVE_NAT_EVENT = """
 name: keepalive-nat-event
 nodes:
   - {name: node-a, proxy_mode: iptables-legacy}
-  - {name: node-b, proxy_mode: iptables-nft}
+  - {name: node-b, proxy_mode: nftables}
+  - {name: node-c, proxy_mode: iptables-nft}
 pods:
   - {name: web-1, node: node-a, labels: {app: web}}
   - {name: web-2, node: node-b, labels: {app: web}}
-  - {name: web-3, node: node-b, labels: {app: web}}
+  - {name: web-3, node: node-c, labels: {app: web}}
 services:
   - name: web
     selector: {app: web}
@@ -145,7 +146,7 @@ services:
     ports: [{name: http, port: 80, targetPort: 8080, nodePort: 30081}]
 clients: {count: 5, addressing: nat}
 traffic:
-  node_weights: {node-a: 1, node-b: 1}
+  node_weights: {node-a: 1, node-b: 1, node-c: 0}
   mode: keep-alive
   requests_per_connection: 4
   requests: 240
@@ -156,9 +157,11 @@ events:
 
 
 def test_keepalive_nat_and_unready_event(need_root, need_binary):
+    """Three nodes, one per proxy mode; node-c gets no external traffic, only forwarded flows."""
     need_binary("iptables-nft-restore")
+    need_binary("nft")
     result = run_scenario(KEEPALIVE_NAT_EVENT)
-    assert len(result.namespaces) == 8 and not set(result.namespaces) & set(lab_namespaces())
+    assert len(result.namespaces) == 9 and not set(result.namespaces) & set(lab_namespaces())
     first, second = result.traffic
     assert first["requests_sent"] == second["requests_sent"] == 120
     assert first["outcomes"] == second["outcomes"] == {"connections": 30, "requests_ok": 120}
@@ -172,16 +175,25 @@ def test_keepalive_nat_and_unready_event(need_root, need_binary):
     # eTP=Cluster masquerades: pods see node addresses (or their bridge gateway), never a client
     seen = {client for counts in result.pod_counts.values() for client in counts["requests"]}
     assert seen <= {"198.18.0.11", "198.18.0.12", "198.18.64.1", "198.18.65.1"}
+    assert set(result.pod_counts["web-3"]["requests"]) == {"198.18.0.11", "198.18.0.12"}
     # the conntrack entries of node-a show one NAT'ed client source for all flows
     flows = conntrack_flows(result.dumps["node-a"]["conntrack.txt"])
     sources = {orig[0] for orig, _ in flows if orig[3] == "30081"}
     assert sources == {"198.18.0.200"}
     reasons = [(x.node, x.reason, x.proxy_mode) for x in result.loads]
-    assert reasons[2:] == [("node-a", "web-3 unready", "iptables-legacy"),
-                           ("node-b", "web-3 unready", "iptables-nft")]
+    assert reasons[3:] == [("node-a", "web-3 unready", "iptables-legacy"),
+                           ("node-b", "web-3 unready", "nftables"),
+                           ("node-c", "web-3 unready", "iptables-nft")]
     assert result.events == [{"pod": "web-3", "action": "unready", "at_request": 120,
-                              "load_seconds": [x.duration_seconds for x in result.loads[2:]]}]
-    assert "iptables-save.txt" in result.dumps["node-b"]
+                              "load_seconds": [x.duration_seconds for x in result.loads[3:]]}]
+    # one endpoint fewer: each node lost web-3's rules (SEP chain and its jump)
+    for first, again in zip(result.loads[:3], result.loads[3:]):
+        assert again.rule_count < first.rule_count
+    assert "198.18.66.10" not in result.dumps["node-b"]["nft-ruleset.txt"]
+    assert "198.18.66.10" not in result.dumps["node-c"]["iptables-save.txt"]
+    # node-c received no NodePort flows from the clients, only node-a/b's masqueraded ones
+    flows_c = conntrack_flows(result.dumps["node-c"]["conntrack.txt"])
+    assert flows_c and all(orig[0] in ("198.18.0.11", "198.18.0.12") for orig, _ in flows_c)
 
 
 def test_record_node_sample_layout(need_root, local_run, tmp_path):

@@ -323,7 +323,7 @@ class Topology:
         mode = self.scenario.node(node).proxy_mode
         text = self.renderer(self.service_ports(), node, mode, self.addresses)
         ns = self.node_ns(node)
-        if mode == "nftables" and node in self.rules_text:
+        if mode == "nftables" and node in self.rules_text and "delete table ip kube-proxy" not in text:
             text = "table ip kube-proxy\ndelete table ip kube-proxy\n" + text
         command = LOAD_COMMANDS.get(mode)
         if command is None:
