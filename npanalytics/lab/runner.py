@@ -289,6 +289,14 @@ def _version(args: list[str]) -> str:
     return (proc.stdout or proc.stderr).strip().splitlines()[0] if (proc.stdout or proc.stderr) else ""
 
 
+def _sum_counts(parts: Any) -> dict[str, int]:
+    total: dict[str, int] = {}
+    for part in parts:
+        for key, value in part.items():
+            total[key] = total.get(key, 0) + value
+    return dict(sorted(total.items()))
+
+
 def _traffic_summary(sc: Scenario, result: RunResult) -> str:
     _, port = sc.target_service()
     targets = " ".join(f"--target {result.node_ips[n]}:{port.node_port}:{w:g}"
@@ -326,7 +334,11 @@ def record_node_sample(result: RunResult, node: str, directory: str | os.PathLik
         "kernel": platform.release(),
         "tools": {
             "iptables": _version(["iptables", "--version"]),
+            "iptables-legacy": _version(["iptables-legacy", "--version"]),
+            "iptables-nft": _version(["iptables-nft", "--version"]),
+            "nft": _version(["nft", "--version"]),
             "conntrack": _version(["conntrack", "--version"]),
+            "iproute2": _version(["ip", "-V"]),
             "python": platform.python_version(),
         },
         "commands": {
@@ -347,8 +359,13 @@ def record_node_sample(result: RunResult, node: str, directory: str | os.PathLik
             "cluster_cidr": "198.18.64.0/18",
         },
         "service": dataclasses.asdict(svc),
-        "clients": dataclasses.asdict(sc.clients),
-        "traffic": {**dataclasses.asdict(sc.traffic), "requests_sent": sent},
+        "clients": {**dataclasses.asdict(sc.clients), "addresses": list(sc.addresses().client_ips),
+                    "nat_address": sc.addresses().client_gateway if sc.clients.addressing == "nat" else None},
+        "traffic": {**dataclasses.asdict(sc.traffic), "requests_sent": sent,
+                    "requests_ok_per_target": _sum_counts(seg["by_target"] for seg in result.traffic),
+                    "requests_ok_per_pod": _sum_counts(seg["by_pod"] for seg in result.traffic)},
+        "ground_truth": "raw/ground_truth.json: per pod, requests and connections per client address "
+                        "as the pod saw it (after SNAT), counted by the pod's own HTTP server",
         "rule_loads": [dataclasses.asdict(x) for x in result.loads if x.node == node],
         "sha256": {f"raw/{name}": hashlib.sha256((raw / name).read_bytes()).hexdigest() for name in files},
     }
