@@ -1,0 +1,75 @@
+"""The lab's command line (argparse wiring) and the bundled node sample's consistency."""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import re
+from pathlib import Path
+
+import pytest
+
+from npanalytics.exceptions import LabError
+from npanalytics.lab import cli
+from npanalytics.lab.runner import run_scenario
+
+SAMPLE = Path(__file__).resolve().parents[1] / "datasets" / "node-sample"
+TUPLE = re.compile(r"src=(\S+) dst=(\S+) sport=(\d+) dport=(\d+)")
+
+
+def parse(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="npanalytics")
+    cli.register(parser.add_subparsers(dest="command", required=True))
+    return parser.parse_args(list(argv))
+
+
+def test_register_adds_the_four_commands():
+    assert parse("lab", "up", "two-nodes-local").max_seconds == cli.DEFAULT_UP_SECONDS
+    args = parse("lab", "run", "x.yaml", "--out", "d")
+    assert (args.lab_command, args.scenario, args.out, args.func) == ("run", "x.yaml", "d", cli._cmd_run)
+    args = parse("lab", "record", "node-sample", "--node", "node-a", "--out", "d")
+    assert (args.node, args.func) == ("node-a", cli._cmd_record)
+    assert parse("lab", "down", "--run-id", "abc").run_id == "abc"
+    with pytest.raises(SystemExit):
+        parse("lab", "record", "node-sample", "--out", "d")  # --node is required
+
+
+def test_up_bounds_its_lifetime(capsys):
+    assert cli.main(["up", "two-nodes-local", "--max-seconds", "0"]) == 2
+    assert "--max-seconds must be in (0, 86400]" in capsys.readouterr().err
+
+
+def test_record_rejects_unknown_node(capsys, tmp_path):
+    assert cli.main(["record", "node-sample", "--node", "node-z", "--out", str(tmp_path)]) == 2
+    assert "--node must be one of node-a, node-b; got 'node-z'" in capsys.readouterr().err
+
+
+def test_run_refuses_without_root(monkeypatch):
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    with pytest.raises(LabError, match="needs root"):
+        run_scenario("two-nodes-local")
+
+
+def test_node_sample_is_consistent():
+    manifest = json.loads((SAMPLE / "recording.json").read_text())
+    for name, digest in manifest["sha256"].items():
+        assert hashlib.sha256((SAMPLE / name).read_bytes()).hexdigest() == digest
+    assert sum(p.stat().st_size for p in SAMPLE.rglob("*") if p.is_file()) < 1_000_000
+    truth = json.loads((SAMPLE / "raw" / "ground_truth.json").read_text())
+    requests = {pod: sum(c["requests"].values()) for pod, c in truth.items()}
+    assert sum(requests.values()) == manifest["traffic"]["requests_sent"] == 400
+    assert requests == manifest["traffic"]["requests_ok_per_pod"]
+    # node-a's conntrack holds exactly the connections the load balancer sent to node-a
+    node_ip = next(n["ip"] for n in manifest["topology"]["nodes"] if n["name"] == manifest["node"])
+    text = (SAMPLE / "raw" / "conntrack.txt").read_text()
+    lines = text.splitlines()
+    assert re.fullmatch(r"conntrack v1\.4\.\d+ \(conntrack-tools\): (\d+) flow entries have been shown\.", lines[-1])
+    assert int(lines[-1].split(": ")[1].split()[0]) == len(lines) - 1
+    nodeport = [TUPLE.findall(line) for line in lines if f"dst={node_ip} " in line and "dport=30080 " in line]
+    assert len(nodeport) == manifest["traffic"]["requests_ok_per_target"][f"{node_ip}:30080"] == 300
+    assert all("packets=" in line for line in lines[:-1])  # accounting was on
+    # and the iptables counters agree: 300 first packets went through KUBE-NODEPORTS
+    saved = (SAMPLE / "raw" / "iptables-save.txt").read_text()
+    assert re.search(r"^\[300:\d+\] -A KUBE-NODEPORTS .*--dport 30080 ", saved, re.M)
