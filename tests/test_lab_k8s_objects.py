@@ -328,3 +328,17 @@ def test_as_list_page_and_errors(scenario):
     assert read(doc, "V1PodList").metadata.var_continue == "abc"
     with pytest.raises(ValueError, match="kind must be one of Service, EndpointSlice, Pod, Node"):
         as_list("Deployment", [], "1")
+
+
+def test_all_lists_exactly_the_public_names():
+    import inspect
+
+    import npanalytics.lab.k8s_objects as module
+
+    defined = {
+        name for name, value in vars(module).items()
+        if not name.startswith("_") and not inspect.ismodule(value)
+        and getattr(value, "__module__", module.__name__) == module.__name__
+    }
+    assert set(module.__all__) == defined
+    assert len(module.__all__) == len(set(module.__all__))

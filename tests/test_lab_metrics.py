@@ -536,3 +536,17 @@ def test_serve_metrics_failure_and_host():
         assert "no data yet" in info.value.read().decode()
     with pytest.raises(ValueError, match="host must be a loopback address"):
         serve_metrics(lambda: "", host="0.0.0.0")
+
+
+def test_all_lists_exactly_the_public_names():
+    import inspect
+
+    import npanalytics.lab.metrics as module
+
+    defined = {
+        name for name, value in vars(module).items()
+        if not name.startswith("_") and not inspect.ismodule(value)
+        and getattr(value, "__module__", module.__name__) == module.__name__
+    }
+    assert set(module.__all__) == defined
+    assert len(module.__all__) == len(set(module.__all__))

@@ -58,6 +58,15 @@ __all__ = [
     "NODE_INFO",
     "MAX_ENDPOINTS_PER_SLICE",
     "ENDPOINTSLICE_MANAGED_BY",
+    "POD_IMAGE",
+    "SERVICE_NAME_LABEL",
+    "MANAGED_BY_LABEL",
+    "TRIGGER_TIME_ANNOTATION",
+    "ZONE_LABEL",
+    "REGION_LABEL",
+    "HOSTNAME_LABEL",
+    "POD_TEMPLATE_HASH_LABEL",
+    "DELETION_GRACE_PERIOD_SECONDS",
     "cluster_objects",
     "as_list",
     "object_uid",
@@ -85,6 +94,7 @@ ENDPOINTSLICE_MANAGED_BY = "endpointslice-controller.k8s.io"
 #: Image of the lab's pod server container (descriptive only).
 POD_IMAGE = "npanalytics/podserver:lab"
 
+# Well-known label and annotation keys the objects carry.
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 MANAGED_BY_LABEL = "endpointslice.kubernetes.io/managed-by"
 TRIGGER_TIME_ANNOTATION = "endpoints.kubernetes.io/last-change-trigger-time"
@@ -92,6 +102,7 @@ ZONE_LABEL = "topology.kubernetes.io/zone"
 REGION_LABEL = "topology.kubernetes.io/region"
 HOSTNAME_LABEL = "kubernetes.io/hostname"
 POD_TEMPLATE_HASH_LABEL = "pod-template-hash"
+#: ``deletionGracePeriodSeconds`` of a terminating pod (the Kubernetes default).
 DELETION_GRACE_PERIOD_SECONDS = 30
 
 # Characters the API server uses for generateName suffixes (no vowels, no 0/1/3).
@@ -106,7 +117,8 @@ _LIST_KINDS = {
 }
 _POD_STATE_KEYS = ("ready", "serving", "terminating", "present")
 
-PodState = PodSpec | Mapping[str, bool]
+#: A pod's state in ``pod_states``: a PodSpec, or overrides of ready/serving/terminating/present.
+_PodState = PodSpec | Mapping[str, bool]
 
 
 def k8s_time(when: dt.datetime) -> str:
@@ -147,7 +159,7 @@ def _check_time(value: dt.datetime | None, name: str, default: dt.datetime) -> d
     return value.astimezone(dt.timezone.utc)
 
 
-def _current_pods(scenario: Scenario, pod_states: Mapping[str, PodState] | None) -> list[PodSpec]:
+def _current_pods(scenario: Scenario, pod_states: Mapping[str, _PodState] | None) -> list[PodSpec]:
     """The pods present at the moment, in scenario order, with their state applied."""
     states = dict(pod_states or {})
     known = {p.name for p in scenario.pods}
@@ -452,7 +464,7 @@ def cluster_objects(
     scenario: Scenario,
     *,
     at: dt.datetime | None = None,
-    pod_states: Mapping[str, PodState] | None = None,
+    pod_states: Mapping[str, _PodState] | None = None,
     created: dt.datetime | None = None,
     include_endpoints: bool = False,
 ) -> dict[str, list[dict[str, Any]]]:

@@ -56,6 +56,8 @@ __all__ = [
     "SYNC_DURATION_BUCKETS",
     "NETWORK_PROGRAMMING_BUCKETS",
     "PROXY_METRICS_MODES",
+    "TRAFFIC_POLICIES",
+    "IP_FAMILY",
     "CONTENT_TYPE",
     "format_value",
     "escape_label_value",
@@ -66,6 +68,7 @@ __all__ = [
     "MetricsServer",
 ]
 
+#: Content type of the text exposition format 0.0.4, as served by :func:`serve_metrics`.
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
@@ -101,7 +104,9 @@ PROXY_METRICS_MODES: Mapping[str, str] = {
     "nftables": "nftables",
     "ipvs": "ipvs",
 }
+#: Values of the ``traffic_policy`` label of the no-local-endpoints gauge.
 TRAFFIC_POLICIES = ("internal", "external")
+#: The ``ip_family`` label value (the lab is single-stack IPv4).
 IP_FAMILY = "IPv4"
 _LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 _LABEL_SANITIZE = re.compile(r"[^a-zA-Z0-9_]")
