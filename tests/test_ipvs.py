@@ -325,3 +325,11 @@ def test_fuzz_mutated_listings_raise_only_parse_errors():
         validate_frame(rules.services, "proxy_services")
         validate_frame(rules.endpoints, "proxy_endpoints")
     assert errors > 50
+
+
+def test_public_names():
+    import npanalytics.collectors.ipvs as module
+
+    assert module.__all__ == ["read_ipvsadm", "DEFAULT_NODE_PORT_RANGE", "STATS_COLUMNS", "RATE_COLUMNS"]
+    assert [n for n in vars(module) if not n.startswith("_") and callable(vars(module)[n])
+            and getattr(vars(module)[n], "__module__", "") == module.__name__] == ["read_ipvsadm"]

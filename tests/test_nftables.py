@@ -369,3 +369,11 @@ def test_fuzz_mutated_rulesets_raise_only_parse_errors():
         validate_frame(rules.services, "proxy_services")
         validate_frame(rules.endpoints, "proxy_endpoints")
     assert outcomes["error"] > 60  # the mutations do reach the checks
+
+
+def test_public_names():
+    import npanalytics.collectors.nftables as module
+
+    assert module.__all__ == ["read_nft_ruleset"]
+    assert sorted(n for n in vars(module) if not n.startswith("_") and callable(vars(module)[n])
+                  and getattr(vars(module)[n], "__module__", "") == module.__name__) == ["read_nft_ruleset"]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 import uuid
@@ -300,3 +299,11 @@ def test_loaded_table_spreads_new_udp_flows_over_all_endpoints(netns):
     assert 80 <= packets.sum() <= 90  # one per new flow (a reused source port is not a new flow)
     assert (packets > 0).all()
     assert (rules.endpoints["bytes"] == rules.endpoints["packets"] * 29).all()  # 20 IP + 8 UDP + 1 byte
+
+
+def test_public_names():
+    import npanalytics.lab.render_nftables as module
+
+    assert module.__all__ == ["render_nftables", "count_rules", "TABLE_FAMILY", "TABLE_NAME"]
+    assert sorted(n for n in vars(module) if not n.startswith("_") and callable(vars(module)[n])
+                  and getattr(vars(module)[n], "__module__", "") == module.__name__) == ["count_rules", "render_nftables"]

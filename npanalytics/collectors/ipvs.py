@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import re
 
+import pandas as pd
+
 from ..schemas import frame_from_records, schema_table, validate_frame
 from ._proxy import ProxyRules
 from ._source import BadLines, Source, count_lines, read_source_text
@@ -290,15 +292,11 @@ def read_ipvsadm(
     return ProxyRules(services=svc_df, endpoints=ep_df, report=report)
 
 
-def _category(values):
-    import pandas as pd
-
+def _category(values: list) -> pd.Categorical:
     return pd.Categorical(values)
 
 
-def _int64(values):
-    import pandas as pd
-
+def _int64(values: list) -> pd.api.extensions.ExtensionArray:
     return pd.array(values, dtype="Int64")
 
 

@@ -21,7 +21,6 @@ Run as root from the repository root::
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
