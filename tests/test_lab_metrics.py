@@ -289,12 +289,19 @@ def test_ksm_endpointslice_endpoints_match_the_scenario(scenario):
             for p in pods
         )
         got = sorted(
-            (s.labels["targetref_name"], s.labels["endpoint_nodename"], s.labels["endpoint_zone"],
+            (s.labels["targetref_name"], s.labels["endpoint_nodename"], s.labels.get("endpoint_zone", ""),
              s.labels["address"], s.labels["ready"], s.labels["serving"], s.labels["terminating"])
             for s in rows if s.labels["endpointslice"] == slice_of[svc.name]
         )
         assert got == expected
     assert all(s.value == 1 and s.labels["targetref_kind"] == "Pod" for s in rows)
+    # as KSM: a label only for a field that is set (node-c has no zone, no pod has a hostname)
+    for s in rows:
+        assert ("endpoint_zone" in s.labels) == (s.labels["endpoint_nodename"] != "node-c")
+        assert "hostname" not in s.labels
+    assert list(rows[0].labels) == ["endpointslice", "namespace", "ready", "serving", "terminating",
+                                    "targetref_kind", "targetref_name", "targetref_namespace",
+                                    "endpoint_nodename", "endpoint_zone", "address"]
     assert {s.labels["namespace"] for s in rows} == {"default", "shop"}
     labels = by_labels(text, "kube_endpointslice_labels", "endpointslice")
     assert {k[0]: s.labels["label_kubernetes_io_service_name"] for k, s in labels.items()} == {

@@ -27,7 +27,10 @@ gives the 1.33+ label sets (``ip_family="IPv4"`` on the metrics that have it),
 ``False`` the 1.28-1.32 ones. The process/Go runtime families and
 ``kubeproxy_proxy_healthz_total``/``livez_total`` are not written.
 
-KSM specifics: label order follows KSM (the object's default labels first).
+KSM specifics: label order follows KSM (the object's default labels first;
+``kube_endpointslice_endpoints`` carries a label only for a field that is set, so
+an endpoint without a zone has no ``endpoint_zone``); HELP texts of STABLE families
+carry KSM's ``[STABLE]`` prefix.
 ``kube_endpointslice_labels`` and ``kube_node_labels`` carry labels only because a
 real KSM was started with an allowlist; for the same series from a real cluster run
 KSM with ``--metric-labels-allowlist=endpointslices=[kubernetes.io/service-name],nodes=[topology.kubernetes.io/zone,topology.kubernetes.io/region]``.
@@ -271,20 +274,20 @@ def kube_state_metrics_text(
     objects = cluster_objects(scenario, at=at, pod_states=pod_states, include_endpoints=include_endpoints)
     fam = {
         name: _Family(name, "gauge", text) for name, text in (
-            ("kube_service_info", "Information about a service."),
-            ("kube_service_spec_type", "Type of a service."),
-            ("kube_service_created", "Unix creation time of a service, in seconds."),
-            ("kube_endpoint_address", "Addresses of an endpoint, with their readiness."),
+            ("kube_service_info", "[STABLE] Information about a service."),
+            ("kube_service_spec_type", "[STABLE] Type of a service."),
+            ("kube_service_created", "[STABLE] Unix creation time of a service, in seconds."),
+            ("kube_endpoint_address", "[STABLE] Addresses of an endpoint, with their readiness."),
             ("kube_endpointslice_info", "Information about an endpointslice."),
             ("kube_endpointslice_ports", "Ports of an endpointslice."),
             ("kube_endpointslice_endpoints", "Endpoints of an endpointslice, one series per address."),
             ("kube_endpointslice_labels", "Allow-listed Kubernetes labels of an endpointslice."),
-            ("kube_pod_info", "Information about a pod."),
-            ("kube_pod_status_ready", "Whether a pod is ready to serve requests."),
-            ("kube_pod_status_phase", "Current phase of a pod."),
-            ("kube_node_info", "Information about a cluster node."),
-            ("kube_node_status_condition", "Condition of a cluster node."),
-            ("kube_node_labels", "Allow-listed Kubernetes labels of a node."),
+            ("kube_pod_info", "[STABLE] Information about a pod."),
+            ("kube_pod_status_ready", "[STABLE] Whether a pod is ready to serve requests."),
+            ("kube_pod_status_phase", "[STABLE] Current phase of a pod."),
+            ("kube_node_info", "[STABLE] Information about a cluster node."),
+            ("kube_node_status_condition", "[STABLE] Condition of a cluster node."),
+            ("kube_node_labels", "[STABLE] Allow-listed Kubernetes labels of a node."),
         )
     }
     for svc in objects["services"]:
@@ -319,19 +322,19 @@ def kube_state_metrics_text(
                 ))
             for endpoint in eps.get("endpoints") or []:
                 cond, ref = endpoint.get("conditions", {}), endpoint.get("targetRef", {})
+                # As KSM does: a label only for a field that is set, in this order.
+                optional = [(f"{key}", _bool_word(cond[key])) for key in ("ready", "serving", "terminating")
+                            if cond.get(key) is not None]
+                optional += [(label, source[field]) for label, source, field in (
+                    ("hostname", endpoint, "hostname"),
+                    ("targetref_kind", ref, "kind"),
+                    ("targetref_name", ref, "name"),
+                    ("targetref_namespace", ref, "namespace"),
+                    ("endpoint_nodename", endpoint, "nodeName"),
+                    ("endpoint_zone", endpoint, "zone"),
+                ) if source.get(field)]
                 for address in endpoint["addresses"]:
-                    fam["kube_endpointslice_endpoints"].add(base + (
-                        ("ready", _bool_word(cond.get("ready"))),
-                        ("serving", _bool_word(cond.get("serving"))),
-                        ("hostname", endpoint.get("hostname", "")),
-                        ("terminating", _bool_word(cond.get("terminating"))),
-                        ("targetref_kind", ref.get("kind", "")),
-                        ("targetref_name", ref.get("name", "")),
-                        ("targetref_namespace", ref.get("namespace", "")),
-                        ("endpoint_nodename", endpoint.get("nodeName", "")),
-                        ("endpoint_zone", endpoint.get("zone", "")),
-                        ("address", address),
-                    ))
+                    fam["kube_endpointslice_endpoints"].add(base + tuple(optional) + (("address", address),))
             if allowlist_service_name:
                 fam["kube_endpointslice_labels"].add(base + (
                     ("label_kubernetes_io_service_name", meta["labels"]["kubernetes.io/service-name"]),
