@@ -6,6 +6,7 @@ import math
 import re
 import subprocess
 import urllib.error
+import urllib.parse
 import urllib.request
 
 import pytest
@@ -557,3 +558,56 @@ def test_all_lists_exactly_the_public_names():
     }
     assert set(module.__all__) == defined
     assert len(module.__all__) == len(set(module.__all__))
+
+
+@pytest.mark.slow
+def test_a_real_prometheus_scrapes_the_lab(tmp_path, need_binary):
+    import json
+    import socket
+    import time
+
+    prometheus = need_binary("prometheus")
+    text = kube_proxy_metrics_text("n", sync_durations_seconds=[0.003, 0.02], rules_total={"nat": 42})
+    server, url = serve_metrics(lambda: text)
+    with socket.socket() as probe:  # a free loopback port for Prometheus' own web server
+        probe.bind(("127.0.0.1", 0))
+        web_port = probe.getsockname()[1]
+    target = url.removeprefix("http://").removesuffix("/metrics")
+    (tmp_path / "prometheus.yml").write_text(
+        "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: lab\n"
+        f"    static_configs:\n      - targets: ['{target}']\n"
+    )
+    process = subprocess.Popen(
+        [prometheus, f"--config.file={tmp_path / 'prometheus.yml'}", f"--storage.tsdb.path={tmp_path / 'data'}",
+         f"--web.listen-address=127.0.0.1:{web_port}"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+
+    def query(expr):
+        api = f"http://127.0.0.1:{web_port}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
+        with urllib.request.urlopen(api, timeout=5) as response:
+            return {json.dumps(r["metric"], sort_keys=True): float(r["value"][1])
+                    for r in json.load(response)["data"]["result"]}
+
+    try:
+        deadline = time.monotonic() + 60
+        result = {}
+        while time.monotonic() < deadline and not result:
+            time.sleep(0.5)
+            try:
+                result = query('kubeproxy_sync_proxy_rules_iptables_total{table="nat"}')
+            except (urllib.error.URLError, ConnectionError):
+                continue
+        assert list(result.values()) == [42.0]
+        assert list(query('up{job="lab"}').values()) == [1.0]
+        assert list(query("kubeproxy_sync_proxy_rules_duration_seconds_count").values()) == [2.0]
+        assert list(query('kubeproxy_sync_proxy_rules_duration_seconds_bucket{le="0.004"}').values()) == [1.0]
+        assert server.scrapes >= 1
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+        server.stop()
