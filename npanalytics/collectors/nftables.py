@@ -127,12 +127,14 @@ class _Bad:
 
 
 def _braces(line: str) -> int:
-    text = _QUOTED.sub('""', line)
+    text = _QUOTED.sub('""', line) if '"' in line else line
     return text.count("{") - text.count("}")
 
 
 def _split_top(text: str, sep: str = ",") -> list[str]:
     """Split on ``sep`` outside double quotes and braces."""
+    if '"' not in text and "{" not in text:
+        return [p for p in (part.strip() for part in text.split(sep)) if p]
     parts, depth, quoted, cur = [], 0, False, []
     for ch in text:
         if ch == '"':
@@ -195,7 +197,7 @@ class _Reader:
         container_kind = ""
         in_elements = False
         for lineno, raw in enumerate(self.lines, 1):
-            line = _HANDLE.sub("", raw).strip()
+            line = (_HANDLE.sub("", raw) if "# handle" in raw else raw).strip()
             if not stack:
                 if not line or line.startswith("#"):
                     continue
