@@ -214,7 +214,7 @@ def test_pods_read_back(scenario):
         assert pod.metadata.labels["app"] == spec.labels["app"]
         assert owner.name.endswith(pod.metadata.labels["pod-template-hash"])
         assert (pod.metadata.deletion_timestamp is not None) == spec.terminating
-    assert pods["web-4"].metadata.deletion_timestamp == at
+    assert pods["web-4"].metadata.deletion_timestamp == LAB_EPOCH  # terminating from the start
     assert pods["api-1"].metadata.namespace == "shop"
     # pods with equal labels share their ReplicaSet
     assert pods["web-1"].metadata.owner_references[0].uid == pods["web-3"].metadata.owner_references[0].uid
@@ -273,11 +273,26 @@ def test_deterministic_and_unique(scenario):
     assert other["services"][0]["metadata"]["uid"] != objects["services"][0]["metadata"]["uid"]
 
 
-def test_trigger_time_annotation(scenario):
+def test_at_stamps_only_what_changed(scenario):
     at = dt.datetime(2025, 3, 4, 5, 6, 7, 890000, tzinfo=dt.timezone(dt.timedelta(hours=2)))
-    eps = cluster_objects(scenario, at=at)["endpointslices"][0]
-    assert eps["metadata"]["annotations"]["endpoints.kubernetes.io/last-change-trigger-time"] == \
-        "2025-03-04T03:06:07Z"
+    trigger = "endpoints.kubernetes.io/last-change-trigger-time"
+    unchanged = cluster_objects(scenario, at=at, include_endpoints=True)
+    assert unchanged == cluster_objects(scenario, include_endpoints=True)  # nothing changed: at leaves no trace
+    assert unchanged["endpointslices"][0]["metadata"]["annotations"][trigger] == "2025-01-01T00:00:00Z"
+    later = cluster_objects(scenario, at=at, pod_states={"web-2": {"ready": True, "serving": True}},
+                            include_endpoints=True)
+    web, api, nothing = later["endpointslices"]
+    assert web["metadata"]["annotations"][trigger] == "2025-03-04T03:06:07Z"
+    assert later["endpoints"][0]["metadata"]["annotations"][trigger] == "2025-03-04T03:06:07Z"
+    assert api == unchanged["endpointslices"][1] and nothing == unchanged["endpointslices"][2]
+    pods = {p["metadata"]["name"]: p for p in later["pods"]}
+    before = {p["metadata"]["name"]: p for p in unchanged["pods"]}
+    ready = next(c for c in pods["web-2"]["status"]["conditions"] if c["type"] == "Ready")
+    assert (ready["status"], ready["lastTransitionTime"]) == ("True", "2025-03-04T03:06:07Z")
+    assert pods["web-1"] == before["web-1"]
+    # a pod that appears touches its service's slice too
+    added = cluster_objects(scenario, at=at, pod_states={"web-5": {"present": True}})
+    assert added["endpointslices"][0]["metadata"]["annotations"][trigger] == "2025-03-04T03:06:07Z"
 
 
 def test_large_service_is_split_into_slices_of_100():

@@ -196,6 +196,10 @@ def _current_pods(scenario: Scenario, pod_states: Mapping[str, _PodState] | None
     return pods
 
 
+def _state(pod: PodSpec) -> tuple[bool, bool, bool]:
+    return pod.ready, pod.serving, pod.terminating
+
+
 def _selects(selector: Mapping[str, str], pod: PodSpec) -> bool:
     return all(pod.labels.get(k) == v for k, v in selector.items())
 
@@ -475,10 +479,12 @@ def cluster_objects(
     scenario : Scenario
         The lab scenario (addresses from :meth:`Scenario.addresses`).
     at : datetime, optional
-        The moment described (timezone-aware). It stamps the EndpointSlices'
-        ``endpoints.kubernetes.io/last-change-trigger-time`` annotation, the pods'
-        Ready transition and terminating pods' ``deletionTimestamp``. Default:
-        ``created``.
+        The moment described (timezone-aware). Objects whose pods differ from the
+        scenario's initial state carry it: the EndpointSlices' (and Endpoints')
+        ``endpoints.kubernetes.io/last-change-trigger-time`` annotation, a pod's
+        Ready transition time and ``deletionTimestamp``. Unchanged objects carry
+        ``created`` there, so their JSON and ``resourceVersion`` stay the same
+        from one snapshot to the next. Default: ``created``.
     pod_states : mapping of pod name to PodSpec or to a mapping, optional
         The pod state at ``at``. A :class:`PodSpec` value replaces the scenario's
         pod (present unless ``start_absent``, as the lab topology keeps its
@@ -509,6 +515,15 @@ def cluster_objects(
     at = _check_time(at, "at", created)
     addresses = scenario.addresses()
     pods = _current_pods(scenario, pod_states)
+    # Objects whose state differs from the scenario's initial state changed "at" the moment;
+    # the others keep their creation time, so that their JSON (and resourceVersion) is stable.
+    initial = {p.name: p for p in _current_pods(scenario, None)}
+    current = {p.name: p for p in pods}
+    changed = {
+        name for name in set(initial) | set(current)
+        if name not in initial or name not in current
+        or _state(initial[name]) != _state(current[name])
+    }
     result: dict[str, list[dict[str, Any]]] = {
         "services": [], "endpointslices": [], "pods": [], "nodes": [],
     }
@@ -516,11 +531,17 @@ def cluster_objects(
         result["endpoints"] = []
     for svc in scenario.services:
         members = [p for p in pods if _selects(svc.selector, p)]
+        touched = any(
+            _selects(svc.selector, p) for p in scenario.pods if p.name in changed
+        ) or any(_selects(svc.selector, p) for p in pods if p.name in changed)
+        trigger = at if touched else created
         result["services"].append(_service(scenario, svc, addresses, created))
-        result["endpointslices"].extend(_endpointslices(scenario, svc, members, addresses, created, at))
+        result["endpointslices"].extend(_endpointslices(scenario, svc, members, addresses, created, trigger))
         if include_endpoints:
-            result["endpoints"].append(_endpoints_object(scenario, svc, members, addresses, created, at))
-    result["pods"] = [_pod(scenario, p, addresses, created, at) for p in pods]
+            result["endpoints"].append(_endpoints_object(scenario, svc, members, addresses, created, trigger))
+    result["pods"] = [
+        _pod(scenario, p, addresses, created, at if p.name in changed else created) for p in pods
+    ]
     result["nodes"] = [_node(scenario, n, addresses, created) for n in scenario.nodes]
     return result
 

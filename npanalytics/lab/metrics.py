@@ -39,6 +39,7 @@ The Endpoints metrics need ``--resources`` to include ``endpoints`` from KSM v2.
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import datetime as dt
 import decimal
@@ -439,7 +440,7 @@ def _check_choice(value: Any, allowed: Sequence[str], name: str) -> str:
 def _histogram(family: _Family, labels: Labels, bounds: Sequence[float], values: Sequence[float]) -> None:
     ordered = sorted(values)
     for bound in bounds:  # cumulative: observations <= bound (client_golang's upper-inclusive buckets)
-        count = sum(1 for v in ordered if v <= bound)
+        count = bisect.bisect_right(ordered, bound)
         family.add(labels + (("le", format_value(bound)),), count, "_bucket")
     family.add(labels + (("le", "+Inf"),), len(ordered), "_bucket")
     family.add(labels, math.fsum(ordered), "_sum")
