@@ -30,6 +30,8 @@ from typing import Iterator
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from ..exceptions import CollectorError, ParseError
 from ..schemas import SCHEMAS, empty_frame, schema_table
@@ -278,42 +280,44 @@ def _line_kind(line: str) -> tuple[str, int]:
 class _Block:
     """Rows of one part of the input, in line order.
 
-    ``nums``/``present`` are ``(rows, len(_NUM_SLOTS))``, ``strs`` are codes into
-    ``words`` (-1 for NA), ``flags`` is ``(rows, 4)``.
+    Column-major: ``nums``/``present`` are ``(len(_NUM_SLOTS), rows)``, ``strs`` are
+    ``(len(_STR_SLOTS), rows)`` codes into ``words`` (an Arrow string array; -1 for NA),
+    ``flags`` is ``(4, rows)``.
     """
 
-    __slots__ = ("lineno", "nums", "present", "strs", "words", "flags")
+    __slots__ = ("lineno", "nums", "present", "strs", "words", "flags", "keys")
 
-    def __init__(self, lineno, nums, present, strs, words, flags):
+    def __init__(self, lineno, nums, present, strs, words, flags, keys):
         self.lineno = lineno
         self.nums = nums
         self.present = present
         self.strs = strs
         self.words = words
         self.flags = flags
+        self.keys = keys  # _text_key of each word's source bytes, to merge blocks fast
 
     @classmethod
     def from_records(cls, records: list[tuple[int, dict, dict, list]]) -> "_Block":
         n = len(records)
-        nums = np.zeros((n, len(_NUM_SLOTS)), np.int64)
-        present = np.zeros((n, len(_NUM_SLOTS)), bool)
-        strs = np.full((n, len(_STR_SLOTS)), -1, np.int32)
-        flags = np.zeros((n, len(_FLAGS)), bool)
+        nums = np.zeros((len(_NUM_SLOTS), n), np.int64)
+        present = np.zeros((len(_NUM_SLOTS), n), bool)
+        strs = np.full((len(_STR_SLOTS), n), -1, np.int32)
+        flags = np.zeros((len(_FLAGS), n), bool)
         words: dict[str, int] = {}
         lineno = np.zeros(n, np.int64)
         for r, (ln, nd, sd, fl) in enumerate(records):
             lineno[r] = ln
             for k, v in nd.items():
                 j = _NUM[k]
-                nums[r, j] = v
-                present[r, j] = True
+                nums[j, r] = v
+                present[j, r] = True
             for k, v in sd.items():
-                strs[r, _STR[k]] = words.setdefault(v, len(words))
-            flags[r] = fl
-        return cls(lineno, nums, present, strs, list(words), flags)
+                strs[_STR[k], r] = words.setdefault(v, len(words))
+            flags[:, r] = fl
+        return cls(lineno, nums, present, strs, pa.array(list(words), pa.string()), flags, _text_keys(list(words)))
 
     def take(self, rows: np.ndarray) -> "_Block":
-        return _Block(self.lineno[rows], self.nums[rows], self.present[rows], self.strs[rows], self.words, self.flags[rows])
+        return _Block(self.lineno[rows], self.nums[:, rows], self.present[:, rows], self.strs[:, rows], self.words, self.flags[:, rows], self.keys)
 
     @staticmethod
     def merge(a: "_Block", b: "_Block") -> "_Block":
@@ -322,19 +326,34 @@ class _Block:
             return a
         if len(a.lineno) == 0:
             return b
-        index = {w: i for i, w in enumerate(a.words)}
-        words = list(a.words)
-        remap = np.array([_append_word(words, index, w) for w in b.words] + [-1], np.int32)
-        bstrs = remap[b.strs]
+        words = pa.concat_arrays([a.words, b.words])
+        bstrs = np.where(b.strs >= 0, b.strs + len(a.words), -1).astype(np.int32)
         order = np.argsort(np.concatenate([a.lineno, b.lineno]), kind="stable")
         return _Block(
             np.concatenate([a.lineno, b.lineno])[order],
-            np.concatenate([a.nums, b.nums])[order],
-            np.concatenate([a.present, b.present])[order],
-            np.concatenate([a.strs, bstrs])[order],
+            np.concatenate([a.nums, b.nums], axis=1)[:, order],
+            np.concatenate([a.present, b.present], axis=1)[:, order],
+            np.concatenate([a.strs, bstrs], axis=1)[:, order],
             words,
-            np.concatenate([a.flags, b.flags])[order],
+            np.concatenate([a.flags, b.flags], axis=1)[:, order],
+            np.concatenate([a.keys, b.keys]),
         )
+
+
+_KEY_MUL = 0x9E3779B97F4A7C15
+_M64 = (1 << 64) - 1
+
+
+def _text_keys(words: list[str]) -> np.ndarray:
+    """The 64-bit key :func:`_factorize_windows` gives the bytes of each word."""
+    out = np.zeros(len(words), np.uint64)
+    for i, w in enumerate(words):
+        b = w.encode()
+        h = len(b)
+        for k in range(0, len(b), 8):
+            h = ((h * _KEY_MUL) & _M64) ^ int.from_bytes(b[k : k + 8], "little")
+        out[i] = h
+    return out
 
 
 def _append(words: list[str], index: dict[str, int], w: str) -> int:
@@ -429,9 +448,13 @@ def _swar8(d: np.ndarray) -> np.ndarray:
 
 
 def _factorize_windows(u64: np.ndarray, vs: np.ndarray, vl: np.ndarray, buf: np.ndarray):
-    """Codes and distinct byte strings of the spans ``[vs, vs+vl)`` (exactly, no hashing loss)."""
+    """Codes and distinct byte strings (an Arrow string array) of the spans ``[vs, vs+vl)``.
+
+    Exact: spans are told apart by all their bytes (8-byte windows), hashing only
+    speeds up the grouping and a collision falls back to a sort.
+    """
     if len(vs) == 0:
-        return np.zeros(0, np.int32), []
+        return np.zeros(0, np.int32), pa.array([], pa.string()), np.zeros(0, np.uint64)
     nwin = int((int(vl.max()) + 7) // 8)
     wins = []
     h = vl.astype(np.uint64)
@@ -439,7 +462,10 @@ def _factorize_windows(u64: np.ndarray, vs: np.ndarray, vl: np.ndarray, buf: np.
         c = np.clip(vl - 8 * k, 0, 8)
         w = u64[vs + 8 * k] & _LOW[c]
         wins.append(w)
-        h = (h * _U(0x9E3779B97F4A7C15)) ^ w
+        if k == 0:
+            h = np.where(vl > 0, (h * _U(_KEY_MUL)) ^ w, h)
+        else:
+            h = np.where(vl > 8 * k, (h * _U(_KEY_MUL)) ^ w, h)
     codes, _ = pd.factorize(h)
     running = np.maximum.accumulate(codes)
     first = np.flatnonzero(np.concatenate([[True], running[1:] > running[:-1]]))
@@ -449,8 +475,47 @@ def _factorize_windows(u64: np.ndarray, vs: np.ndarray, vl: np.ndarray, buf: np.
         keys = np.stack([vl.astype(np.uint64)] + wins, axis=1)
         _, first, codes = np.unique(keys, axis=0, return_index=True, return_inverse=True)
         codes = codes.ravel()
-    texts = [bytes(buf[s : s + n]).decode("latin-1") for s, n in zip(vs[first].tolist(), vl[first].tolist())]
-    return codes.astype(np.int32), texts
+    lengths = vl[first]
+    offsets = np.zeros(len(first) + 1, np.int32)
+    np.cumsum(lengths, out=offsets[1:])
+    gather = np.repeat(vs[first] - offsets[:-1], lengths) + np.arange(int(offsets[-1]))
+    texts = pa.StringArray.from_buffers(
+        len(first), pa.py_buffer(offsets), pa.py_buffer(np.ascontiguousarray(buf[gather]))
+    )
+    return codes.astype(np.int32), texts, h[first]
+
+
+_IPV4_RE = r"^(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])(\.(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])){3}$"
+# Names the fast path knows; any other goes to the reference parser.
+_VOCAB = (
+    "ipv4", "ipv6", "tcp", "udp", "icmp", "icmpv6", "sctp", "gre", "udplite", "dccp", "unknown",
+    "NONE", "SYN_SENT", "SYN_RECV", "ESTABLISHED", "FIN_WAIT", "CLOSE_WAIT", "LAST_ACK",
+    "TIME_WAIT", "CLOSE", "SYN_SENT2",
+)
+_VOCAB_PA = pa.array(_VOCAB, pa.string())
+_VOCAB_KEYS = _text_keys(list(_VOCAB))
+
+
+def _vocab_table():
+    w1 = np.array([_word(v[:8]) for v in _VOCAB], np.uint64)
+    w2 = np.array([_word(v[8:16]) for v in _VOCAB], np.uint64)
+    ln = np.array([len(v) for v in _VOCAB], np.int64)
+    key = w1 ^ (w2 * _U(0x9E3779B97F4A7C15)) ^ (ln.astype(np.uint64) << _U(56))
+    order = np.argsort(key)
+    return key[order], w1[order], w2[order], ln[order], order.astype(np.int32)
+
+
+_VT_KEY, _VT_W1, _VT_W2, _VT_LEN, _VT_CODE = _vocab_table()
+
+
+def _vocab_codes(w1: np.ndarray, w2: np.ndarray, ln: np.ndarray) -> np.ndarray:
+    """Index in ``_VOCAB`` of tokens given by their two windows and length; -1 if unknown."""
+    a = w1 & _LOW[np.minimum(ln, 8)]
+    b = w2 & _LOW[np.clip(ln - 8, 0, 8)]
+    key = a ^ (b * _U(0x9E3779B97F4A7C15)) ^ (ln.astype(np.uint64) << _U(56))
+    j = np.searchsorted(_VT_KEY, key).clip(0, len(_VT_KEY) - 1)
+    ok = (_VT_W1[j] == a) & (_VT_W2[j] == b) & (_VT_LEN[j] == ln) & (ln <= 16)
+    return np.where(ok, _VT_CODE[j], -1).astype(np.int32)
 
 
 def _fast_chunk(chunk: bytes | memoryview, line0: int, extended: bool) -> tuple[_Block, np.ndarray, int]:
@@ -468,7 +533,7 @@ def _fast_chunk(chunk: bytes | memoryview, line0: int, extended: bool) -> tuple[
     nl = np.flatnonzero(a == 10)
     nlines = len(nl)
     sep = a <= 32
-    edges = np.flatnonzero(np.diff(sep.view(np.int8)))
+    edges = np.flatnonzero(sep[1:] != sep[:-1])
     starts = edges[0::2] + 1
     ends = edges[1::2] + 1
     ntokens = len(starts)
@@ -555,8 +620,8 @@ def _fast_chunk(chunk: bytes | memoryview, line0: int, extended: bool) -> tuple[
     allslot = np.concatenate([slot.astype(np.int64), fslot.astype(np.int64)])
     alltl = np.concatenate([ktl, tl[flagtok]])
     okslot = allslot >= 0
-    counts = np.bincount(alltl[okslot] * _NSLOT + allslot[okslot], minlength=nlines * _NSLOT).reshape(nlines, _NSLOT)
-    bad |= (counts > 1).any(axis=1)
+    counts = np.bincount(allslot[okslot] * nlines + alltl[okslot], minlength=nlines * _NSLOT).reshape(_NSLOT, nlines)
+    bad |= (counts > 1).any(axis=0)
     have = counts > 0
     # values
     vs = starts[keys] + p[keys] + 1
@@ -566,86 +631,72 @@ def _fast_chunk(chunk: bytes | memoryview, line0: int, extended: bool) -> tuple[
     values, okv = _digits(u64, vs[nk], ve[nk])
     okv &= values <= _NUM_MAX[slot[nk]]
     bad[ktl[nk[~okv]]] = True
-    nums = np.zeros((nlines, len(_NUM_SLOTS)), np.int64)
-    nums[ktl[nk], slot[nk]] = values
+    nums = np.zeros((len(_NUM_SLOTS), nlines), np.int64)
+    nums[slot[nk], ktl[nk]] = values
     # positional tokens: protocol name/number, timeout, state (and l3 name/number)
     pos0 = ft + off
     posok = ~bad
     pl = np.flatnonzero(posok)
     vals, okp = _digits(u64, starts[pos0[pl] + 1], ends[pos0[pl] + 1])
-    nums[pl, _NUM["protonum"]] = vals
+    nums[_NUM["protonum"], pl] = vals
     vals2, okt = _digits(u64, starts[pos0[pl] + 2], ends[pos0[pl] + 2])
-    nums[pl, _NUM["timeout"]] = vals2
+    nums[_NUM["timeout"], pl] = vals2
     okp &= okt
     if extended:
         _, okl = _digits(u64, starts[ft[pl] + 1], ends[ft[pl] + 1])
         okp &= okl
     bad[pl[~okp]] = True
-    present = have[:, : len(_NUM_SLOTS)].copy()
-    present[:, _NUM["protonum"]] = True
-    present[:, _NUM["timeout"]] = True
+    present = have[: len(_NUM_SLOTS)].copy()
+    present[_NUM["protonum"]] = True
+    present[_NUM["timeout"]] = True
     # groups that must come together, and both tuples' src and dst
     for d, (s_, t_, c_, i_, pk, by) in enumerate(
         (("orig_sport", "orig_type", "orig_code", "orig_id", "orig_packets", "orig_bytes"),
          ("reply_sport", "reply_type", "reply_code", "reply_id", "reply_packets", "reply_bytes"))
     ):
         dp = "orig_dport" if d == 0 else "reply_dport"
-        bad |= present[:, _NUM[s_]] != present[:, _NUM[dp]]
-        bad |= (present[:, _NUM[t_]] != present[:, _NUM[c_]]) | (present[:, _NUM[t_]] != present[:, _NUM[i_]])
-        bad |= present[:, _NUM[pk]] != present[:, _NUM[by]]
-    bad |= ~have[:, _IP_BASE : _IP_BASE + 4].all(axis=1)
-    # strings: addresses, names, state
-    strs = np.full((nlines, len(_STR_SLOTS)), -1, np.int32)
+        bad |= present[_NUM[s_]] != present[_NUM[dp]]
+        bad |= (present[_NUM[t_]] != present[_NUM[c_]]) | (present[_NUM[t_]] != present[_NUM[i_]])
+        bad |= present[_NUM[pk]] != present[_NUM[by]]
+    bad |= ~have[_IP_BASE : _IP_BASE + 4].all(axis=0)
+    # strings: names from a known vocabulary, addresses checked once per distinct text
+    strs = np.full((len(_STR_SLOTS), nlines), -1, np.int32)
+    pl = np.flatnonzero(~bad)
+    sl = pl[npos[pl] == off + 4]
+    for rows_, tok, slot_ in ((pl, pos0[pl], "proto"), (sl, pos0[sl] + 3, "state")) + (
+        ((pl, ft[pl], "l3"),) if extended else ()
+    ):
+        w2t = np.where(tlen[tok] > 8, u64[starts[tok] + 8], _U(0))
+        vc = _vocab_codes(w1[tok], w2t, tlen[tok])
+        strs[_STR[slot_], rows_] = vc
+        bad[rows_[vc < 0]] = True
     ipk = np.flatnonzero((slot >= _IP_BASE) & (slot < _FLAG_BASE))
     ipk = ipk[~bad[ktl[ipk]]]
-    rows = ~bad
-    pl = np.flatnonzero(rows)
-    hasstate = npos[pl] == off + 4
-    sl = pl[hasstate]
-    spans_s = np.concatenate([vs[ipk], starts[pos0[pl]], starts[pos0[sl] + 3]] + ([starts[ft[pl]]] if extended else []))
-    spans_l = np.concatenate([ve[ipk] - vs[ipk], tlen[pos0[pl]], tlen[pos0[sl] + 3]] + ([tlen[ft[pl]]] if extended else []))
-    too_long = spans_l > 39
-    if too_long.any():
-        spans_l = np.minimum(spans_l, 39)
-    codes, texts = _factorize_windows(u64, spans_s, spans_l, a)
-    ni = len(ipk)
-    nproto = len(pl)
-    # check every distinct text once; map addresses to their canonical spelling
-    words: list[str] = []
-    index: dict[str, int] = {}
-    ipmap = np.full(len(texts) + 1, -1, np.int32)
-    wordmap = np.full(len(texts) + 1, -1, np.int32)
-    used_ip = np.zeros(len(texts), bool)
-    used_ip[codes[:ni]] = True
-    for u, t in enumerate(texts):
-        if used_ip[u]:
-            canon = _canon_ip(t) if len(t) <= 39 and t.isascii() else None
+    ipl = ve[ipk] - vs[ipk]
+    too_long = ipl > 39
+    bad[ktl[ipk[too_long]]] = True
+    ipk = ipk[~too_long]
+    codes, texts, tkeys = _factorize_windows(u64, vs[ipk], ve[ipk] - vs[ipk], a)
+    valid = pc.match_substring_regex(texts, _IPV4_RE).to_numpy(zero_copy_only=False)
+    v6 = pc.match_substring(texts, ":").to_numpy(zero_copy_only=False)
+    if v6.any():
+        listed = texts.to_pylist()
+        for u in np.flatnonzero(v6 & ~valid).tolist():
+            canon = _canon_ip(listed[u]) if listed[u].isascii() else None
             if canon is not None:
-                ipmap[u] = index[canon] if canon in index else _append(words, index, canon)
-        if _WORD.fullmatch(t) and len(t) <= 16:
-            wordmap[u] = index[t] if t in index else _append(words, index, t)
-    ipc = ipmap[codes[:ni]]
-    bad[ktl[ipk[(ipc < 0) | too_long[:ni]]]] = True
-    strs[ktl[ipk], slot[ipk] - _IP_BASE] = ipc
-    rest = codes[ni:]
-    pc = wordmap[rest[:nproto]]
-    stc = wordmap[rest[nproto : nproto + len(sl)]]
-    strs[pl, _STR["proto"]] = pc
-    strs[sl, _STR["state"]] = stc
-    bad[pl[pc < 0]] = True
-    bad[sl[stc < 0]] = True
-    bad[pl[too_long[ni : ni + nproto]]] = True
-    bad[sl[too_long[ni + nproto : ni + nproto + len(sl)]]] = True
-    if extended:
-        l3c = wordmap[rest[nproto + len(sl) :]]
-        strs[pl, _STR["l3"]] = l3c
-        bad[pl[(l3c < 0) | too_long[ni + nproto + len(sl) :]]] = True
-    else:
-        isv6 = np.array([":" in w for w in words] + [False], bool)
-        strs[pl, _STR["l3"]] = np.where(isv6[strs[pl, _STR["orig_src"]]], _append_word(words, index, "ipv6"), _append_word(words, index, "ipv4"))
-    flags = have[:, _FLAG_BASE:]
+                listed[u] = canon
+                valid[u] = True
+        texts = pa.array(listed, pa.string())
+    bad[ktl[ipk[~valid[codes]]]] = True
+    strs[slot[ipk] - _IP_BASE, ktl[ipk]] = codes + len(_VOCAB)
+    if not extended:
+        isv6 = np.concatenate([np.zeros(len(_VOCAB), bool), v6, [False]])
+        strs[_STR["l3"]] = isv6[strs[_STR["orig_src"]]].astype(np.int32)
+    words = pa.concat_arrays([_VOCAB_PA, texts])
+    flags = have[_FLAG_BASE:]
     good = np.flatnonzero(~bad)
-    block = _Block(good + line0, nums[good], present[good], strs[good], words, flags[good])
+    block = _Block(good + line0, nums[:, good], present[:, good], strs[:, good], words, flags[:, good],
+                   np.concatenate([_VOCAB_KEYS, tkeys]))
     fallback = np.flatnonzero(bad & ~blank)
     return block, fallback, nlines
 
@@ -918,41 +969,73 @@ def _read_xml(data: bytes, name: str, policy: BadLines) -> list[_Block]:
 # ---------------------------------------------------------------------------------------
 
 
-def _categorical(codes: np.ndarray, words: list[str]) -> pd.Categorical:
-    """Categories are the values that occur, sorted (as ``pd.Categorical(values)`` makes them)."""
-    if len(words) == 0:
-        return pd.Categorical.from_codes(np.full(len(codes), -1, np.int8), categories=pd.Index([], dtype=object))
-    used = np.bincount(codes[codes >= 0], minlength=len(words)) > 0
-    kept = np.flatnonzero(used)
-    names = [words[i] for i in kept.tolist()]
-    order = sorted(range(len(names)), key=names.__getitem__)
-    remap = np.full(len(words) + 1, -1, np.int32)
-    remap[kept[order]] = np.arange(len(order), dtype=np.int32)
-    new = remap[codes]
-    cats = pd.Index([names[i] for i in order])
-    return pd.Categorical.from_codes(new, categories=cats, validate=False)
+def _categorical(codes: np.ndarray, words: list[str], rank: np.ndarray, by_rank: list[str]) -> pd.Categorical:
+    """Categories are the values that occur, sorted (as ``pd.Categorical(values)`` makes them).
+
+    ``rank[i]`` is the position of ``words[i]`` in ``by_rank`` (the sorted words).
+    """
+    n = len(words)
+    used = np.zeros(n + 1, bool)
+    used[codes] = True
+    used_rank = np.zeros(n, bool)
+    used_rank[rank[used[:n]]] = True
+    new_of_rank = np.cumsum(used_rank, dtype=np.int64) - 1
+    remap = np.append(new_of_rank[rank], -1).astype(np.int32)
+    cats = [by_rank[r] for r in np.flatnonzero(used_rank).tolist()]
+    index = pd.Index(cats, dtype="str") if cats else pd.Index([], dtype="str")
+    return pd.Categorical.from_codes(remap[codes], categories=index, validate=False)
+
+
+def _merge_words(blocks: list[_Block]) -> tuple[np.ndarray, list[str]]:
+    """Global code of every block word, and the distinct words."""
+    texts = pa.concat_arrays([b.words for b in blocks])
+    keys = np.concatenate([b.keys for b in blocks])
+    codes, _ = pd.factorize(keys)
+    running = np.maximum.accumulate(codes) if len(codes) else codes
+    first = np.flatnonzero(np.concatenate([[True], running[1:] > running[:-1]])) if len(codes) else codes
+    same = pc.all(pc.equal(texts, texts.take(pa.array(first[codes])))).as_py() if len(codes) else True
+    if not same:  # a key collision: exact but slower
+        encoded = pc.dictionary_encode(texts)
+        codes = encoded.indices.to_numpy(zero_copy_only=False)
+        words = encoded.dictionary.to_pylist()
+    else:
+        words = texts.take(pa.array(first)).to_pylist()
+    # canonical IPv6 spelling can make two keys one word
+    index: dict[str, int] = {}
+    remap = np.array([index.setdefault(w, len(index)) for w in words], np.int32)
+    if len(index) != len(words):
+        codes = remap[codes]
+        words = list(index)
+    return codes.astype(np.int32), words
 
 
 def _assemble(blocks: list[_Block], node_port_range: tuple[int, int]) -> pd.DataFrame:
     blocks = [b for b in blocks if len(b.lineno)]
     if not blocks:
         return empty_frame("conntrack_flows")
-    words: list[str] = []
-    index: dict[str, int] = {}
+    indices, words = _merge_words(blocks)
+    order = sorted(range(len(words)), key=words.__getitem__)
+    rank = np.empty(len(words), np.int64)
+    rank[order] = np.arange(len(words))
+    by_rank = [words[i] for i in order]
     strs_parts = []
+    offset = 0
     for b in blocks:
-        remap = np.array([_append_word(words, index, w) for w in b.words] + [-1], np.int32)
+        remap = np.append(indices[offset : offset + len(b.words)], np.int32(len(words)))
+        offset += len(b.words)
         strs_parts.append(remap[b.strs])
     lineno = np.concatenate([b.lineno for b in blocks])
     out: dict[str, object] = {"lineno": lineno}
     nums = {}
+    spec = SCHEMAS["conntrack_flows"]
     for j, (slot, col, _) in enumerate(_NUM_SLOTS):
-        values = np.concatenate([b.nums[:, j] for b in blocks])
-        mask = ~np.concatenate([b.present[:, j] for b in blocks])
-        nums[slot] = (values, mask)
-        if col is None:
+        if col is None and slot not in ("orig_dport",):
             continue
-        dtype = SCHEMAS["conntrack_flows"].column(col).dtype
+        values = np.concatenate([b.nums[j] for b in blocks])
+        mask = np.concatenate([b.present[j] for b in blocks])
+        np.logical_not(mask, out=mask)
+        nums[slot] = (values, mask)
+        dtype = spec.column(col).dtype
         if dtype == "Int32":
             arr = pd.arrays.IntegerArray(values.astype(np.int32), mask)
         elif dtype == "int64":
@@ -962,11 +1045,10 @@ def _assemble(blocks: list[_Block], node_port_range: tuple[int, int]) -> pd.Data
         out[col] = arr
     sc = {}
     for j, (slot, col) in enumerate(_STR_SLOTS):
-        sc[slot] = np.concatenate([p[:, j] for p in strs_parts])
-        out[col] = _categorical(sc[slot], words)
-    flags = np.concatenate([b.flags for b in blocks])
+        sc[slot] = np.concatenate([p[j] for p in strs_parts])
+        out[col] = _categorical(sc[slot], words, rank, by_rank)
     for k, col in enumerate(_FLAG_COLUMNS):
-        out[col] = flags[:, k].copy()
+        out[col] = np.concatenate([b.flags[k] for b in blocks])
     out["service_ip"] = out["orig_dst_ip"]
     out["service_port"] = out["orig_dst_port"]
     out["backend_ip"] = out["reply_src_ip"]
@@ -981,7 +1063,7 @@ def _assemble(blocks: list[_Block], node_port_range: tuple[int, int]) -> pd.Data
     lo, hi = node_port_range
     dv, dm = nums["orig_dport"]
     out["is_node_port"] = ~dm & (dv >= lo) & (dv <= hi)
-    names = [c.name for c in SCHEMAS["conntrack_flows"].columns if c.required]
+    names = [c.name for c in spec.columns if c.required]
     return pd.DataFrame({c: out[c] for c in names}, copy=False)
 
 

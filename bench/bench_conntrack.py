@@ -1,0 +1,159 @@
+"""Benchmark read_conntrack against the pandas ``Series.str.extract`` approach, in the same run.
+
+Usage::
+
+    .venv/bin/python bench/bench_conntrack.py [--entries 1000000] [--runs 3] [--baseline-lines 200000]
+
+1. Writes (once) a realistic dump with bench/gen_conntrack.py into bench/.work/.
+2. Times ``read_conntrack(path)`` into the final typed frame: median of ``--runs`` runs.
+3. Times the baseline (one regex per line through ``Series.str.extract`` plus the casts to
+   the same dtypes) on the first ``--baseline-lines`` lines of the same file, and scales it
+   linearly to the whole file (the baseline is linear in lines; say 0 to run it on all).
+4. Measures the peak RSS of ``read_conntrack`` in a fresh subprocess (``ru_maxrss``), and the
+   peak RSS of the same subprocess that only imports (the interpreter+imports baseline).
+
+Prints entries/s, the speed ratio and RSS / dump size, and exits 1 if a target is missed:
+>= 1,000,000 entries/s, >= 15x the baseline, peak RSS <= 2.5x the dump size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+sys.path.insert(0, str(HERE))
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from gen_conntrack import WORK, generate  # noqa: E402
+from npanalytics.collectors.conntrack import read_conntrack  # noqa: E402
+
+TARGET_RATE = 1_000_000
+TARGET_RATIO = 15.0
+TARGET_RSS = 2.5
+
+# One regex per line, as one would write it with pandas: the common fields of tcp/udp/icmp
+# lines with optional accounting, flags and trailing fields.
+_PATTERN = (
+    r"^(?P<protocol>\S+)\s+(?P<protocol_number>\d+)\s+(?P<timeout_seconds>\d+)\s+(?:(?P<state>[A-Z_]+)\s+)?"
+    r"src=(?P<orig_src_ip>\S+) dst=(?P<orig_dst_ip>\S+) "
+    r"(?:sport=(?P<orig_src_port>\d+) dport=(?P<orig_dst_port>\d+) |type=(?P<icmp_type>\d+) code=(?P<icmp_code>\d+) id=(?P<icmp_id>\d+) )"
+    r"(?:packets=(?P<orig_packets>\d+) bytes=(?P<orig_bytes>\d+) )?(?P<unreplied>\[UNREPLIED\] )?"
+    r"src=(?P<reply_src_ip>\S+) dst=(?P<reply_dst_ip>\S+) "
+    r"(?:sport=(?P<reply_src_port>\d+) dport=(?P<reply_dst_port>\d+)|type=\d+ code=\d+ id=\d+)"
+    r"(?: packets=(?P<reply_packets>\d+) bytes=(?P<reply_bytes>\d+))?(?P<assured> \[ASSURED\])?"
+    r"(?: mark=(?P<mark>\d+))?(?: delta-time=(?P<delta_time_seconds>\d+))?(?: use=(?P<use>\d+))?$"
+)
+_TYPES = {
+    "protocol": "category", "protocol_number": "int64", "timeout_seconds": "Int64", "state": "category",
+    "orig_src_ip": "category", "orig_dst_ip": "category", "orig_src_port": "Int32", "orig_dst_port": "Int32",
+    "icmp_type": "Int32", "icmp_code": "Int32", "icmp_id": "Int32", "orig_packets": "Int64",
+    "orig_bytes": "Int64", "reply_src_ip": "category", "reply_dst_ip": "category", "reply_src_port": "Int32",
+    "reply_dst_port": "Int32", "reply_packets": "Int64", "reply_bytes": "Int64", "mark": "Int64",
+    "delta_time_seconds": "Int64", "use": "Int64",
+}
+
+
+def baseline(path: Path, lines: int) -> tuple[float, int]:
+    """Seconds to parse the first ``lines`` entry lines with str.extract + casts; and the count."""
+    t0 = time.perf_counter()
+    with open(path, encoding="utf-8") as f:
+        text = f.readlines()[:lines] if lines else f.readlines()
+    s = pd.Series([t.rstrip("\n") for t in text if not t.startswith("conntrack v")], dtype="str")
+    df = s.str.extract(_PATTERN)
+    out = {}
+    for col, dtype in _TYPES.items():
+        v = df[col]
+        out[col] = v.astype("category") if dtype == "category" else pd.to_numeric(v).astype(dtype)
+    out["unreplied"] = df["unreplied"].notna()
+    out["assured"] = df["assured"].notna()
+    frame = pd.DataFrame(out)
+    return time.perf_counter() - t0, len(frame)
+
+
+def peak_rss(path: Path | None) -> int:
+    """ru_maxrss (bytes) of a fresh interpreter that imports, and reads ``path`` if given."""
+    code = (
+        "import resource, sys\n"
+        f"sys.path.insert(0, {str(HERE.parent)!r})\n"
+        "import numpy, pandas, pyarrow, pyarrow.compute\n"
+        "from npanalytics.collectors.conntrack import read_conntrack\n"
+        + (f"df = read_conntrack({str(path)!r})\n" if path else "")
+        + "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return int(res.stdout.strip())
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--entries", type=int, default=1_000_000)
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--baseline-lines", type=int, default=200_000)
+    ap.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    args = ap.parse_args()
+
+    path = WORK / f"conntrack-{args.entries}.txt"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(generate(args.entries))
+    size = path.stat().st_size
+
+    times = []
+    for _ in range(args.runs):
+        t0 = time.perf_counter()
+        df = read_conntrack(path)
+        times.append(time.perf_counter() - t0)
+        assert len(df) == args.entries, len(df)
+        del df
+    ours = statistics.median(times)
+    rate = args.entries / ours
+
+    blines = min(args.baseline_lines, args.entries) if args.baseline_lines else 0
+    bsec, bcount = baseline(path, blines)
+    base_full = bsec * args.entries / bcount
+    ratio = base_full / ours
+
+    rss_read = peak_rss(path)
+    rss_base = peak_rss(None)
+    figures = {
+        "entries": args.entries,
+        "dump_bytes": size,
+        "read_conntrack_seconds_runs": [round(t, 3) for t in times],
+        "read_conntrack_seconds_median": round(ours, 3),
+        "entries_per_second": round(rate),
+        "baseline_lines": bcount,
+        "baseline_seconds": round(bsec, 3),
+        "baseline_seconds_scaled_to_all": round(base_full, 3),
+        "speed_ratio": round(ratio, 2),
+        "peak_rss_bytes": rss_read,
+        "import_baseline_rss_bytes": rss_base,
+        "rss_over_dump": round(rss_read / size, 3),
+        "net_rss_over_dump": round((rss_read - rss_base) / size, 3),
+    }
+    for k, v in figures.items():
+        print(f"{k:34s} {v}")
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=2))
+    missed = []
+    if rate < TARGET_RATE:
+        missed.append(f"rate {rate:,.0f}/s < {TARGET_RATE:,}/s")
+    if ratio < TARGET_RATIO:
+        missed.append(f"ratio {ratio:.1f}x < {TARGET_RATIO}x")
+    if rss_read / size > TARGET_RSS:
+        missed.append(f"peak RSS {rss_read / size:.2f}x dump > {TARGET_RSS}x")
+    print("MISSED: " + "; ".join(missed) if missed else "all targets met")
+    return 1 if missed else 0
+
+
+if __name__ == "__main__":
+    np.seterr(all="ignore")
+    raise SystemExit(main())
