@@ -209,3 +209,22 @@ def test_signal_to_lab_up_leaves_nothing_behind(need_root, signum):
     assert proc.returncode == 130
     assert f"interrupted by {signal.Signals(signum).name}" in proc.stderr.read()
     assert leftovers == []
+
+
+def test_rule_loads_do_not_wait_for_the_machine_wide_xtables_lock(need_root, need_binary):
+    import fcntl
+
+    need_binary("iptables-legacy-restore")
+    # hold the machine-wide lock in this process (released in finally, at the latest
+    # when the process ends) for as short a time as the check takes
+    with open("/run/xtables.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            with LabSession() as lab:
+                lab.add_namespace("npa-lab-t-lock")
+                proc, seconds = lab.timed_exec(
+                    "npa-lab-t-lock", ["iptables-legacy-restore"], input="*nat\nCOMMIT\n")
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+    assert proc.returncode == 0
+    assert seconds < 5  # with the shared lock it would wait until the finally above

@@ -23,9 +23,10 @@ import os
 import shutil
 import signal
 import subprocess
+import tempfile
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from ..exceptions import LabError
@@ -117,6 +118,7 @@ def run(
     input: str | None = None,
     timeout: float = DEFAULT_TIMEOUT_SECONDS,
     check: bool = True,
+    env: Mapping[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """Run a command (list arguments, no shell), optionally inside a lab namespace.
 
@@ -132,6 +134,8 @@ def run(
         Seconds before the command is killed.
     check : bool
         Raise :class:`LabError` on a non-zero exit status.
+    env : mapping, optional
+        Variables added to (not replacing) the environment.
 
     Returns
     -------
@@ -143,7 +147,8 @@ def run(
         full = ["ip", "netns", "exec", check_namespace_name(namespace), *full]
     try:
         proc = subprocess.run(
-            full, input=input, capture_output=True, text=True, timeout=timeout, check=False
+            full, input=input, capture_output=True, text=True, timeout=timeout, check=False,
+            env={**os.environ, **env} if env else None,
         )
     except FileNotFoundError:
         raise LabError(f"command not found: {full[0]} (running {_describe(full)!r})") from None
@@ -252,6 +257,11 @@ class LabSession:
     the teardown runs; the previous handlers are restored afterwards. A second
     signal during teardown is ignored until the teardown is done.
 
+    Commands run in a namespace get ``XTABLES_LOCKFILE`` pointing to a lock file of
+    that namespace (in a private temporary folder): the default ``/run/xtables.lock``
+    is shared by every namespace of the machine, so another suite loading large rule
+    sets would otherwise stall (and distort the timing of) the lab's rule loads.
+
     Examples
     --------
     >>> with LabSession() as lab:                       # doctest: +SKIP
@@ -264,6 +274,7 @@ class LabSession:
         self.links: list[tuple[str, str, str, str]] = []
         self.processes: list[subprocess.Popen[Any]] = []
         self._old_handlers: dict[int, Any] = {}
+        self._lock_dir: str | None = None
         self._tearing_down = False
         self._open = False
 
@@ -272,6 +283,7 @@ class LabSession:
         if threading.current_thread() is threading.main_thread():
             for signum in (signal.SIGINT, signal.SIGTERM):
                 self._old_handlers[signum] = signal.signal(signum, self._on_signal)
+        self._lock_dir = tempfile.mkdtemp(prefix="npa-lab-locks-")
         self._open = True
         return self
 
@@ -300,6 +312,9 @@ class LabSession:
             self.namespaces.clear()
             self.links.clear()
             self.processes.clear()
+            if self._lock_dir is not None:
+                shutil.rmtree(self._lock_dir, ignore_errors=True)
+                self._lock_dir = None
         finally:
             for signum, handler in self._old_handlers.items():
                 signal.signal(signum, handler)
@@ -360,7 +375,13 @@ class LabSession:
     ) -> subprocess.CompletedProcess[str]:
         """Run a command inside a lab namespace this session created; see :func:`run`."""
         self._own(namespace)
-        return run(args, namespace=namespace, input=input, timeout=timeout, check=check)
+        return run(args, namespace=namespace, input=input, timeout=timeout, check=check,
+                   env=self._env(namespace))
+
+    def _env(self, namespace: str) -> dict[str, str]:
+        if self._lock_dir is None:
+            return {}
+        return {"XTABLES_LOCKFILE": os.path.join(self._lock_dir, f"xtables-{namespace}.lock")}
 
     def timed_exec(
         self, namespace: str, args: Sequence[str], *, input: str | None = None

@@ -26,7 +26,7 @@ from typing import Any
 from ..exceptions import LabError
 from .netns import LabSession, check_environment, run
 from .scenario import Scenario, load_scenario
-from .topology import LOAD_COMMANDS, SAVE_COMMANDS, Renderer, RuleLoad, Topology
+from .topology import LOAD_COMMANDS, SAVE_COMMANDS, TRAFFIC_SCRIPT, Renderer, RuleLoad, Topology
 
 __all__ = ["RunResult", "lab_up", "run_scenario", "record_node_sample", "write_run"]
 
@@ -137,7 +137,7 @@ def lab_up(
 def _traffic_args(topology: Topology, requests: int, max_seconds: float) -> list[str]:
     sc = topology.scenario
     _, port = sc.target_service()
-    args = [sys.executable, "-m", "npanalytics.lab.traffic", "run"]
+    args = [sys.executable, TRAFFIC_SCRIPT, "run"]
     for node, weight in sc.traffic.node_weights.items():
         if weight > 0:
             args += ["--target", f"{topology.addresses.node_ips[node]}:{port.node_port}:{weight:g}"]
