@@ -377,3 +377,13 @@ def test_public_names():
     assert module.__all__ == ["read_nft_ruleset"]
     assert sorted(n for n in vars(module) if not n.startswith("_") and callable(vars(module)[n])
                   and getattr(vars(module)[n], "__module__", "") == module.__name__) == ["read_nft_ruleset"]
+
+
+def test_ip6_table_in_nft_f_form():
+    # the safety rules give no IPv6 range for the kernel, so this form is read from the renderer's text only
+    sp = ServicePort("default", "web", "http", "tcp", "fd00:10:96::a", 80, node_port=30080,
+                     endpoints=(Endpoint("fd00:10:244::5", 8080, node=NODE), Endpoint("fd00:10:244:1::7", 8080, node="node-b")))
+    rules = read_nft_ruleset(render_nftables([sp], NODE, cluster_cidr="fd00:10:244::/56", family="ip6"))
+    web = service(rules, "default", "web", "http")
+    assert (web["cluster_ip"], web["port"], web["node_port"], web["endpoint_count"]) == ("fd00:10:96::a", 80, 30080, 2)
+    assert endpoint_rows(rules, "web") == [("fd00:10:244:1::7", 8080, 0, 0.5, 0.5), ("fd00:10:244::5", 8080, 1, 0.5, 0.5)]

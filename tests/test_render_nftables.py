@@ -307,3 +307,24 @@ def test_public_names():
     assert module.__all__ == ["render_nftables", "count_rules", "TABLE_FAMILY", "TABLE_NAME"]
     assert sorted(n for n in vars(module) if not n.startswith("_") and callable(vars(module)[n])
                   and getattr(vars(module)[n], "__module__", "") == module.__name__) == ["count_rules", "render_nftables"]
+
+
+def test_ip6_table_text():
+    sp = ServicePort("default", "web", "http", "tcp", "fd00:10:96::a", 80, node_port=30080, session_affinity="ClientIP",
+                     endpoints=(Endpoint("fd00:10:244::5", 8080, node=NODE), Endpoint("fd00:10:244:1::7", 8080, node="node-b")))
+    text = render_nftables([sp], NODE, cluster_cidr="fd00:10:244::/56", family="ip6")
+    assert text.startswith('add table ip6 kube-proxy { comment "rules for kube-proxy" ; }\ndelete table ip6 kube-proxy\n')
+    ep = nftables_chain_name("endpoint", "default/web/tcp/http__fd00.10.244..5/8080")
+    assert rules_of(text.replace(" ip6 kube-proxy ", " ip kube-proxy "), ep) == [
+        "ip6 saddr fd00:10:244::5 jump mark-for-masquerade",
+        f"update @{nftables_chain_name('affinity', 'default/web/tcp/http__fd00.10.244..5/8080')} {{ ip6 saddr }}",
+        "meta l4proto tcp dnat to [fd00:10:244::5]:8080",
+    ]
+    assert "add set ip6 kube-proxy cluster-ips { type ipv6_addr ;" in text
+    assert "fib daddr type local ip6 daddr != ::1 meta l4proto . th dport vmap @service-nodeports" in text
+    with pytest.raises(ValueError, match=r"family must be one of \('ip', 'ip6'\), got 'inet'"):
+        render_nftables([sp], NODE, family="inet")
+    with pytest.raises(ValueError, match=r"cluster_ip must be an IPv6 address \(table ip6\), got '198.19.1.10'"):
+        render_nftables([WEB], NODE, family="ip6")
+    with pytest.raises(ValueError, match=r"cluster_cidr must be an IPv6 CIDR, got '198.18.128.0/20'"):
+        render_nftables([sp], NODE, cluster_cidr=CIDR, family="ip6")

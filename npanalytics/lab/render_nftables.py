@@ -21,6 +21,7 @@ ends in the same table.
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import re
 from collections.abc import Sequence
@@ -32,7 +33,26 @@ __all__ = ["render_nftables", "count_rules", "TABLE_FAMILY", "TABLE_NAME"]
 
 TABLE_FAMILY = "ip"
 TABLE_NAME = "kube-proxy"
-_T = f"{TABLE_FAMILY} {TABLE_NAME}"
+
+
+@dataclasses.dataclass(frozen=True)
+class _Family:
+    """What differs between ``table ip kube-proxy`` and ``table ip6 kube-proxy``."""
+
+    nft: str  # table family and address matcher: "ip" or "ip6"
+    version: int
+    addr_type: str
+    no_localhost: str
+
+    @property
+    def table(self) -> str:
+        return f"{self.nft} {TABLE_NAME}"
+
+
+_FAMILIES = {
+    "ip": _Family("ip", 4, "ipv4_addr", "ip daddr != 127.0.0.0/8"),
+    "ip6": _Family("ip6", 6, "ipv6_addr", "ip6 daddr != ::1"),
+}
 
 # (name, type, hook, priority): kube-proxy 1.31-1.33 (before PR #132456).
 BASE_CHAINS = (
@@ -61,12 +81,12 @@ JUMP_CHAINS = (
     ("cluster-ips-check", "filter-output-post-dnat", "ct state new"),
 )
 
-_ADDR3 = "ipv4_addr . inet_proto . inet_service : verdict"
+_ADDR3 = "ADDR . inet_proto . inet_service : verdict"
 _ADDR2 = "inet_proto . inet_service : verdict"
 # (kind, name, type, comment)
 SETS_AND_MAPS = (
-    ("set", "cluster-ips", "ipv4_addr", "Active ClusterIPs"),
-    ("set", "nodeport-ips", "ipv4_addr", "IPs that accept NodePort traffic"),
+    ("set", "cluster-ips", "ADDR", "Active ClusterIPs"),
+    ("set", "nodeport-ips", "ADDR", "IPs that accept NodePort traffic"),
     ("map", "no-endpoint-services", _ADDR3, "vmap to drop or reject packets to services with no endpoints"),
     ("map", "no-endpoint-nodeports", _ADDR2, "vmap to drop or reject packets to service nodeports with no endpoints"),
     ("map", "firewall-ips", _ADDR3, "destinations that are subject to LoadBalancerSourceRanges"),
@@ -86,7 +106,7 @@ def _endpoint_base(sp: ServicePort, ep: Endpoint) -> str:
     return f"{_service_base(sp)}__{ep.ip.replace(':', '.')}/{ep.port}"
 
 
-def _check_service_port(sp: ServicePort) -> None:
+def _check_service_port(sp: ServicePort, fam: _Family) -> None:
     where = f"ServicePort {sp.service_port_name!r}"
     if sp.protocol not in _PROTOCOLS:
         raise ValueError(f"{where}: protocol must be one of {_PROTOCOLS}, got {sp.protocol!r}")
@@ -100,11 +120,11 @@ def _check_service_port(sp: ServicePort) -> None:
     addresses += [("endpoint ip", ep.ip) for ep in sp.endpoints]
     for field, value in addresses:
         try:
-            ok = ipaddress.ip_address(value).version == 4
+            ok = ipaddress.ip_address(value).version == fam.version
         except ValueError:
             ok = False
         if not ok:
-            raise ValueError(f"{where}: {field} must be an IPv4 address (table ip), got {value!r}")
+            raise ValueError(f"{where}: {field} must be an IPv{fam.version} address (table {fam.nft}), got {value!r}")
     ports = [("port", sp.port), *(("endpoint port", ep.port) for ep in sp.endpoints)]
     if sp.node_port is not None:
         ports.append(("node_port", sp.node_port))
@@ -120,17 +140,18 @@ def _check_service_port(sp: ServicePort) -> None:
 class _Tx:
     """The four sections of the file; chains, sets and maps must exist before use."""
 
-    def __init__(self) -> None:
+    def __init__(self, fam: _Family) -> None:
+        self.fam = fam
         self.sets: list[str] = []
         self.chains: list[str] = []
         self.rules: list[str] = []
         self.elements: list[str] = []
 
     def chain(self, name: str, spec: str = "") -> None:
-        self.chains.append(f"add chain {_T} {name}" + (f" {{ {spec} ; }}" if spec else ""))
+        self.chains.append(f"add chain {self.fam.table} {name}" + (f" {{ {spec} ; }}" if spec else ""))
 
     def rule(self, chain: str, rule: str, comment: str | None = None) -> None:
-        text = f"add rule {_T} {chain} {rule}"
+        text = f"add rule {self.fam.table} {chain} {rule}"
         if comment is not None:
             text += f' comment "{comment}"'
         self.rules.append(text)
@@ -141,7 +162,7 @@ class _Tx:
             body += f' comment "{comment}"'
         if value is not None:
             body += f" : {value}"
-        self.elements.append(f"add element {_T} {container} {{ {body} }}")
+        self.elements.append(f"add element {self.fam.table} {container} {{ {body} }}")
 
 
 def _lb_rules(tx: _Tx, sp: ServicePort, chain: str, endpoints: list[Endpoint]) -> None:
@@ -151,7 +172,7 @@ def _lb_rules(tx: _Tx, sp: ServicePort, chain: str, endpoints: list[Endpoint]) -
             base = _endpoint_base(sp, ep)
             tx.rule(
                 chain,
-                f"ip saddr @{nftables_chain_name('affinity', base)} "
+                f"{tx.fam.nft} saddr @{nftables_chain_name('affinity', base)} "
                 f"goto {nftables_chain_name('endpoint', base)}",
             )
     targets = " , ".join(
@@ -165,6 +186,7 @@ def _render_service_port(
     tx: _Tx, sp: ServicePort, node: str, cluster_cidr: str | None, counters: bool
 ) -> None:
     proto = sp.protocol
+    ipx = tx.fam.nft
     base = _service_base(sp)
     name = sp.service_port_name
     svc_chain = nftables_chain_name("service", base)
@@ -228,7 +250,7 @@ def _render_service_port(
     if has_internal and cluster_cidr is not None:
         tx.rule(
             internal_chain,
-            f"ip daddr {sp.cluster_ip} {proto} dport {sp.port} ip saddr != {cluster_cidr} "
+            f"{ipx} daddr {sp.cluster_ip} {proto} dport {sp.port} {ipx} saddr != {cluster_cidr} "
             "jump mark-for-masquerade",
         )
 
@@ -237,7 +259,7 @@ def _render_service_port(
             tx.rule(ext_chain, "jump mark-for-masquerade")
         else:
             if cluster_cidr is not None:
-                tx.rule(ext_chain, f"ip saddr {cluster_cidr} goto {svc_chain}", "short-circuit pod traffic")
+                tx.rule(ext_chain, f"{ipx} saddr {cluster_cidr} goto {svc_chain}", "short-circuit pod traffic")
             tx.rule(ext_chain, "fib saddr type local jump mark-for-masquerade", "masquerade local traffic")
             tx.rule(ext_chain, f"fib saddr type local goto {svc_chain}", "short-circuit local traffic")
         if has_external:
@@ -246,8 +268,8 @@ def _render_service_port(
     if sp.session_affinity == "ClientIP":
         for ep in reachable_eps:
             tx.sets.append(
-                f"add set {_T} {nftables_chain_name('affinity', _endpoint_base(sp, ep))} "
-                f"{{ type ipv4_addr ; flags dynamic,timeout ; timeout {sp.affinity_timeout_seconds}s ; }}"
+                f"add set {tx.fam.table} {nftables_chain_name('affinity', _endpoint_base(sp, ep))} "
+                f"{{ type {tx.fam.addr_type} ; flags dynamic,timeout ; timeout {sp.affinity_timeout_seconds}s ; }}"
             )
 
     if uses_cluster_chain:
@@ -258,11 +280,11 @@ def _render_service_port(
     for ep in reachable_eps:
         ep_base = _endpoint_base(sp, ep)
         chain = nftables_chain_name("endpoint", ep_base)
-        tx.rule(chain, f"ip saddr {ep.ip} jump mark-for-masquerade")
+        tx.rule(chain, f"{ipx} saddr {ep.ip} jump mark-for-masquerade")
         if sp.session_affinity == "ClientIP":
-            tx.rule(chain, f"update @{nftables_chain_name('affinity', ep_base)} {{ ip saddr }}")
+            tx.rule(chain, f"update @{nftables_chain_name('affinity', ep_base)} {{ {ipx} saddr }}")
         count = "counter " if counters else ""
-        tx.rule(chain, f"meta l4proto {proto} {count}dnat to {ep.ip}:{ep.port}")
+        tx.rule(chain, f"meta l4proto {proto} {count}dnat to {ep.address}")
 
 
 def render_nftables(
@@ -273,13 +295,14 @@ def render_nftables(
     node_ips: Sequence[str] = (),
     service_cidr: str | None = None,
     counters: bool = False,
+    family: str = TABLE_FAMILY,
 ) -> str:
-    """kube-proxy's ``table ip kube-proxy`` for one node, as ``nft -f`` input.
+    """kube-proxy's ``table ip kube-proxy`` (or ``ip6``) for one node, as ``nft -f`` input.
 
     Parameters
     ----------
     service_ports : sequence of ServicePort
-        The Service ports to program (IPv4 only; the table is ``ip``). Their
+        The Service ports to program, all of the table's address family. Their
         endpoints are filtered and sorted as kube-proxy does
         (:meth:`ServicePort.usable_endpoints`).
     node : str
@@ -304,6 +327,10 @@ def render_nftables(
         writes no counters; the lab uses them to count, per endpoint, the new
         connections the ``numgen`` map sent there (a NAT chain sees only the
         first packet of a connection).
+    family : {"ip", "ip6"}, default "ip"
+        The table kube-proxy's IPv4 or IPv6 proxier writes (``table ip6
+        kube-proxy`` uses ``ip6`` matches, ``ipv6_addr`` sets, ``[addr]:port``
+        DNAT targets and ``.`` for ``:`` in endpoint chain names).
 
     Returns
     -------
@@ -314,12 +341,17 @@ def render_nftables(
     Raises
     ------
     ValueError
-        A Service port with a non-IPv4 address, a protocol other than tcp, udp
+        An unknown ``family``, a Service port with an address of the other family, a protocol other than tcp, udp
         or sctp, a name nft cannot carry in a chain name, or an out-of-range
         port or affinity timeout.
     """
+    if family not in _FAMILIES:
+        raise ValueError(f"family must be one of {tuple(_FAMILIES)}, got {family!r}")
+    fam = _FAMILIES[family]
+    network = ipaddress.IPv4Network if fam.version == 4 else ipaddress.IPv6Network
+    address = ipaddress.IPv4Address if fam.version == 4 else ipaddress.IPv6Address
     for sp in service_ports:
-        _check_service_port(sp)
+        _check_service_port(sp, fam)
     seen: set[tuple[str, str]] = set()
     for sp in service_ports:
         key = (_service_base(sp), sp.cluster_ip)
@@ -329,21 +361,23 @@ def render_nftables(
     for value, what in [(cluster_cidr, "cluster_cidr"), *((c, "service_cidr") for c in (service_cidr or "").split(",") if c)]:
         if value is not None:
             try:
-                ipaddress.IPv4Network(value.strip(), strict=False)
+                network(value.strip(), strict=False)
             except ValueError:
-                raise ValueError(f"{what} must be an IPv4 CIDR, got {value!r}") from None
+                raise ValueError(f"{what} must be an IPv{fam.version} CIDR, got {value!r}") from None
     for ip in node_ips:
         try:
-            ipaddress.IPv4Address(ip)
+            address(ip)
         except ValueError:
-            raise ValueError(f"node_ips must hold IPv4 addresses, got {ip!r}") from None
+            raise ValueError(f"node_ips must hold IPv{fam.version} addresses, got {ip!r}") from None
 
     match_all = not node_ips
-    tx = _Tx()
+    tx = _Tx(fam)
+    ipx = fam.nft
     for kind, name, type_, comment in SETS_AND_MAPS:
         if name == "nodeport-ips" and match_all:
             continue
-        tx.sets.append(f'add {kind} {_T} {name} {{ type {type_} ; comment "{comment}" ; }}')
+        type_ = type_.replace("ADDR", fam.addr_type)
+        tx.sets.append(f'add {kind} {fam.table} {name} {{ type {type_} ; comment "{comment}" ; }}')
 
     for name, type_, hook, prio in BASE_CHAINS:
         tx.chain(name, f"type {type_} hook {hook} priority {prio}")
@@ -358,7 +392,7 @@ def render_nftables(
     ):
         tx.chain(name)
     tx.chains.append(
-        f'add chain {_T} reject-chain {{ comment "helper for @no-endpoint-services / @no-endpoint-nodeports" ; }}'
+        f'add chain {fam.table} reject-chain {{ comment "helper for @no-endpoint-services / @no-endpoint-nodeports" ; }}'
     )
 
     for dst, src, match in JUMP_CHAINS:
@@ -368,23 +402,23 @@ def render_nftables(
     tx.rule("masquerading", f"mark and {mark} == 0 return")
     tx.rule("masquerading", f"mark set mark xor {mark}")
     tx.rule("masquerading", "masquerade fully-random")
-    tx.rule("cluster-ips-check", "ip daddr @cluster-ips reject", "Reject traffic to invalid ports of ClusterIPs")
+    tx.rule("cluster-ips-check", f"{ipx} daddr @cluster-ips reject", "Reject traffic to invalid ports of ClusterIPs")
     if service_cidr:
-        tx.rule("cluster-ips-check", f"ip daddr {{ {service_cidr} }} drop", "Drop traffic to unallocated ClusterIPs")
+        tx.rule("cluster-ips-check", f"{ipx} daddr {{ {service_cidr} }} drop", "Drop traffic to unallocated ClusterIPs")
     tx.rule("reject-chain", "reject")
-    tx.rule("service-endpoints-check", "ip daddr . meta l4proto . th dport vmap @no-endpoint-services")
+    tx.rule("service-endpoints-check", f"{ipx} daddr . meta l4proto . th dport vmap @no-endpoint-services")
     if match_all:
-        tx.rule("nodeport-endpoints-check", "ip daddr != 127.0.0.0/8 meta l4proto . th dport vmap @no-endpoint-nodeports")
+        tx.rule("nodeport-endpoints-check", f"{fam.no_localhost} meta l4proto . th dport vmap @no-endpoint-nodeports")
     else:
-        tx.rule("nodeport-endpoints-check", "ip daddr @nodeport-ips meta l4proto . th dport vmap @no-endpoint-nodeports")
-    tx.rule("firewall-check", "ip daddr . meta l4proto . th dport vmap @firewall-ips")
-    tx.rule("services", "ip daddr . meta l4proto . th dport vmap @service-ips")
+        tx.rule("nodeport-endpoints-check", f"{ipx} daddr @nodeport-ips meta l4proto . th dport vmap @no-endpoint-nodeports")
+    tx.rule("firewall-check", f"{ipx} daddr . meta l4proto . th dport vmap @firewall-ips")
+    tx.rule("services", f"{ipx} daddr . meta l4proto . th dport vmap @service-ips")
     if match_all:
-        tx.rule("services", "fib daddr type local ip daddr != 127.0.0.0/8 meta l4proto . th dport vmap @service-nodeports")
+        tx.rule("services", f"fib daddr type local {fam.no_localhost} meta l4proto . th dport vmap @service-nodeports")
     else:
-        tx.rule("services", "ip daddr @nodeport-ips meta l4proto . th dport vmap @service-nodeports")
+        tx.rule("services", f"{ipx} daddr @nodeport-ips meta l4proto . th dport vmap @service-nodeports")
     for ip in node_ips:
-        if not ipaddress.IPv4Address(ip).is_loopback:
+        if not address(ip).is_loopback:
             tx.element("nodeport-ips", ip)
 
     for sp in service_ports:
@@ -393,9 +427,9 @@ def render_nftables(
     # A cluster IP shared by several ports is one set element.
     elements = list(dict.fromkeys(tx.elements))
     lines = [
-        f'add table {_T} {{ comment "rules for kube-proxy" ; }}',
-        f"delete table {_T}",
-        f'add table {_T} {{ comment "rules for kube-proxy" ; }}',
+        f'add table {fam.table} {{ comment "rules for kube-proxy" ; }}',
+        f"delete table {fam.table}",
+        f'add table {fam.table} {{ comment "rules for kube-proxy" ; }}',
         "",
         *tx.sets,
         "",
