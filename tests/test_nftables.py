@@ -387,3 +387,40 @@ def test_ip6_table_in_nft_f_form():
     web = service(rules, "default", "web", "http")
     assert (web["cluster_ip"], web["port"], web["node_port"], web["endpoint_count"]) == ("fd00:10:96::a", 80, 30080, 2)
     assert endpoint_rows(rules, "web") == [("fd00:10:244:1::7", 8080, 0, 0.5, 0.5), ("fd00:10:244::5", 8080, 1, 0.5, 0.5)]
+
+
+LB_EXTRA = """\
+add chain ip kube-proxy firewall-SUSTUHLJ-default/web/tcp/http
+add rule ip kube-proxy firewall-SUSTUHLJ-default/web/tcp/http ip saddr != { 198.18.31.0/25 } drop
+add element ip kube-proxy firewall-ips { 198.18.30.50 . tcp . 80 : goto firewall-SUSTUHLJ-default/web/tcp/http }
+add element ip kube-proxy service-ips { 198.18.30.50 . tcp . 80 : goto external-SUSTUHLJ-default/web/tcp/http }
+add element ip kube-proxy service-ips { 198.18.30.60 . tcp . 80 : goto external-SUSTUHLJ-default/web/tcp/http }
+"""
+
+
+def check_load_balancer(rules: ProxyRules) -> None:
+    web = service(rules, "default", "web", "http")
+    assert web["load_balancer_ips"] == "198.18.30.50"  # the LB IP with source ranges
+    assert web["external_ips"] == "198.18.30.60"  # an ExternalIP (or an LB IP without source ranges)
+    assert web["fw_chain"] == "firewall-SUSTUHLJ-default/web/tcp/http"
+    assert (web["cluster_ip"], web["port"]) == ("198.19.1.10", 80)
+
+
+def test_load_balancer_firewall_in_nft_f_form():
+    check_load_balancer(read_nft_ruleset((DATA / "cluster3.nft").read_text() + LB_EXTRA))
+
+
+@pytest.mark.root
+def test_load_balancer_firewall_loaded_and_listed(need_root, need_binary):
+    need_binary("nft")
+    name = f"npa-nft-lb-{uuid.uuid4().hex[:8]}"
+    subprocess.run(["ip", "netns", "add", name], check=True, timeout=30)
+    try:
+        text = (DATA / "cluster3.nft").read_text() + LB_EXTRA
+        subprocess.run(["ip", "netns", "exec", name, "nft", "-f", "-"], input=text, text=True, check=True, timeout=30)
+        listed = subprocess.run(["ip", "netns", "exec", name, "nft", "list", "ruleset"],
+                                capture_output=True, text=True, check=True, timeout=30).stdout
+    finally:
+        subprocess.run(["ip", "netns", "del", name], capture_output=True, timeout=30)
+    assert "ip saddr != 198.18.31.0/25 drop" in listed
+    check_load_balancer(read_nft_ruleset(listed))
