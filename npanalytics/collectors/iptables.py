@@ -122,6 +122,12 @@ def _comment(rest: str) -> tuple[str | None, str]:
     return rest[j:k], rest[:i] + rest[k:]
 
 
+def _word(text: str, start: int) -> str:
+    """The whitespace-delimited word at ``text[start:]`` ('' when there is none)."""
+    parts = text[start:].split(None, 1)
+    return parts[0] if parts else ""
+
+
 def _options(tokens: list[str]) -> dict[str, str]:
     """Map each ``-x``/``--xx`` option to the token after it (negations kept as ``!``)."""
     out: dict[str, str] = {}
@@ -283,9 +289,12 @@ class _Reader:
             self.ext_rule(chain, rest)
         elif chain.startswith(_FW):
             comment, body = _comment(rest)
+            target = _target(body.split())
+            if target is None:
+                raise _BadRule("a target ('-j TARGET')")
             s = self.svc(chain[len(_FW):])
             self.chain_of(s, chain)
-            self.target_svc(_target(body.split()))
+            self.target_svc(target)
             if comment and comment.endswith(_LOADBALANCER_IP):
                 s.name = s.name or comment[: -len(_LOADBALANCER_IP)]
         else:
@@ -314,10 +323,11 @@ class _Reader:
             ip = host[1:-1] if host.startswith("[") else host
             port_no = _port(port, "a port after 'ADDRESS:'")
         p = rest.find("-p ")
-        proto = rest[p + 3:].split(None, 1)[0] if p >= 0 else None
-        self.seps[chain] = (ip, port_no, proto)
+        proto = _word(rest, p + 3) if p >= 0 else None
+        self.seps[chain] = (ip, port_no, proto or None)
 
     def lb_rule(self, chain: str, rest: str, counters: str | tuple[int, int] | None) -> None:
+        # Parse and check everything first: a rule that is rejected changes nothing.
         comment = None
         body = rest
         if "--comment" in rest:
@@ -331,50 +341,52 @@ class _Reader:
         if not target:
             raise _BadRule("a target after -j")
         target = target[0]
+        seconds = prob = endpoint = None
+        if target.startswith(_SEP):
+            if "-m recent" in body:
+                k = body.find("--seconds ")
+                if "--rcheck" in body and k >= 0:
+                    secs = _word(body, k + 10)
+                    if not secs.isdigit():
+                        raise _BadRule("a whole number of seconds after --seconds")
+                    seconds = int(secs)
+            else:
+                k = body.find("--probability ")
+                prob = _word(body, k + 14) if k >= 0 else "1"
+                if prob not in self.prob_cache:
+                    try:
+                        value = float(prob)
+                    except ValueError:
+                        raise _BadRule("a number after --probability") from None
+                    if not 0.0 < value <= 1.0:
+                        raise _BadRule("a probability in (0, 1]")
+                    self.prob_cache[prob] = probability_from_saved(value)
+                if counters is None:
+                    c = body.find("-c ")
+                    if c >= 0 and (c == 0 or body[c - 1] == " "):
+                        pk = body[c + 3:].split(None, 2)
+                        if len(pk) < 2 or not pk[0].isdigit() or not pk[1].isdigit():
+                            raise _BadRule("counters '-c PACKETS BYTES'")
+                        counters = (int(pk[0]), int(pk[1]))  # iptables -S -v
         s = self.svcs.get(chain[9:])
         if s is None:
             s = self.svc(chain[9:])
         if chain not in s.chains.values():
             self.chain_of(s, chain)
-        if target.startswith(_SEP):
-            if "-m recent" in body:
-                k = body.find("--seconds ")
-                if "--rcheck" in body and k >= 0:
-                    secs = body[k + 10:].split(None, 1)[0]
-                    if not secs.isdigit():
-                        raise _BadRule("a whole number of seconds after --seconds")
-                    self.affinity[chain] = int(secs)
-                return
-            k = body.find("--probability ")
-            prob = body[k + 14:].split(None, 1)[0] if k >= 0 else "1"
-            if counters is None:
-                c = body.find("-c ")
-                if c >= 0 and (c == 0 or body[c - 1] == " "):
-                    pk = body[c + 3:].split(None, 2)
-                    if len(pk) < 2 or not pk[0].isdigit() or not pk[1].isdigit():
-                        raise _BadRule("counters '-c PACKETS BYTES'")
-                    counters = (int(pk[0]), int(pk[1]))  # iptables -S -v
-            endpoint = None
+        if seconds is not None:
+            self.affinity[chain] = seconds
+        elif prob is not None:
             if comment is not None:
                 name, arrow, endpoint = comment.partition(" -> ")
-                if arrow and s.name is None:
-                    s.name = name
                 if not arrow:
                     endpoint = None
+                elif s.name is None:
+                    s.name = name
             rules = self.lb.get(chain)
             if rules is None:
                 rules = self.lb[chain] = []
             rules.append((target, prob, counters, endpoint, self.lineno))
-            if prob not in self.prob_cache:
-                try:
-                    value = float(prob)
-                except ValueError:
-                    raise _BadRule("a number after --probability") from None
-                if not 0.0 < value <= 1.0:
-                    rules.pop()
-                    raise _BadRule("a probability in (0, 1]")
-                self.prob_cache[prob] = probability_from_saved(value)
-        else:
+        elif not target.startswith(_SEP):
             if comment is not None and comment.endswith(_CLUSTER_IP) and s.name is None:
                 s.name = comment[: -len(_CLUSTER_IP)]
             if chain.startswith(_XLB):
@@ -400,13 +412,15 @@ class _Reader:
         else:
             return  # some other comment (another controller's rule): nothing to extract
         name = comment[: -len(suffix)]
+        address = _address(opts.get("-d"))
+        port = _port(opts.get("--dport"), "a port after --dport")
+        if proto is None and not any(target.startswith(p) for p in _TARGET_CHAINS):
+            raise _BadRule("'-p PROTOCOL' in a rule for a Service port")
         s = self.target_svc(target)
         if s is None:
             s = self.by_name(name, proto)
         s.name = s.name or name
         s.protocol = s.protocol or proto
-        address = _address(opts.get("-d"))
-        port = _port(opts.get("--dport"), "a port after --dport")
         if kind in ("cluster", "reject", "drop"):
             if kind == "cluster" and target.startswith(_SVL):
                 s.itp = "Local"
@@ -435,19 +449,22 @@ class _Reader:
             return  # health check node port (filter table), or not kube-proxy's
         opts = _options(tokens)
         proto = opts.get("-p")
-        s = self.target_svc(target)
-        if s is None:
-            if target != "KUBE-MARK-MASQ":
-                return
+        port = _port(opts.get("--dport"), "a port after --dport")
+        if target == "KUBE-MARK-MASQ":
+            if proto is None:
+                raise _BadRule("'-p PROTOCOL' in a rule for a Service port")
             s = self.by_name(comment, proto)  # pre-1.24: mark, then jump to KUBE-SVC
             s.ext_cluster = True
+        else:
+            s = self.target_svc(target)
+            if s is None:
+                return
         s.name = s.name or comment
         s.protocol = s.protocol or proto
         if target.startswith(_XLB):
             s.ext_local = True
         elif target.startswith(_SVC):
             s.ext_cluster = True
-        port = _port(opts.get("--dport"), "a port after --dport")
         if port is not None:
             s.node_port = port
 
@@ -465,22 +482,23 @@ class _Reader:
         else:
             return
         opts = _options(tokens)
+        port = _port(opts.get("--dport"), "a port after --dport")
         s = self.by_name(name, opts.get("-p"))
         if local:
             s.ext_local = True
         else:
             s.rejected = True
-        if opts.get("--dst-type") == "LOCAL":
-            s.node_port = _port(opts.get("--dport"), "a port after --dport")
+        if opts.get("--dst-type") == "LOCAL" and port is not None:
+            s.node_port = port
 
     def ext_rule(self, chain: str, rest: str) -> None:
         comment, body = _comment(rest)
-        s = self.svc(chain[len(_EXT):])
-        self.chain_of(s, chain)
         tokens = body.split()
         target = _target(tokens)
         if target is None:
             raise _BadRule("a target ('-j TARGET')")
+        s = self.svc(chain[len(_EXT):])
+        self.chain_of(s, chain)
         if comment is not None:
             for prefix, suffix, policy in _EXT_COMMENTS:
                 if comment.startswith(prefix) and comment.endswith(suffix):
@@ -704,16 +722,21 @@ def _endpoint_columns(r: _Reader) -> dict:
     else:
         targets, probs, heads, comment_eps = [], [], [], []
     chain_code = np.repeat(np.arange(len(chains), dtype=np.intp), lengths)
-    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.intp)
+    starts = (np.cumsum(lengths) - lengths).astype(np.intp)
     position = np.arange(m, dtype=np.int64) - np.repeat(starts, lengths)
     cache = r.prob_cache
     rule_p = np.array([cache[p] for p in probs], dtype="float64")
-    # probability = p_i * prod_{j<i}(1 - p_j), per chain: exclusive cumulative sum of logs
-    logs = np.log(np.clip(1.0 - rule_p, 1e-300, None))
-    cum = np.cumsum(logs) - logs
-    if m:
-        cum -= np.repeat(cum[starts], lengths)
-    probability = rule_p * np.exp(cum)
+    # probability = p_i * prod_{j<i}(1 - p_j), per chain
+    first = np.zeros(m, dtype=bool)
+    first[starts[lengths > 0]] = True
+    remaining = np.empty(m, dtype="float64")
+    left = 1.0
+    for i, (p, f) in enumerate(zip(rule_p.tolist(), first.tolist())):
+        if f:
+            left = 1.0
+        remaining[i] = left
+        left *= 1.0 - p
+    probability = rule_p * remaining
     seps = r.seps
     dest = [seps.get(t) for t in targets]
     ips: list = []
@@ -769,11 +792,14 @@ def _frames(r: _Reader) -> tuple[pd.DataFrame, pd.DataFrame]:
     # -- services
     names = [s.name for s in svcs]
     split = [_split_name(n) for n in names]
-    first_sep = {c[9:]: rules[0][0] for c, rules in r.lb.items() if rules}
-    protocols = [
-        s.protocol or (seps.get(first_sep.get(k, ""), (None, None, None))[2])
-        for k, s in zip(suffixes, svcs)
-    ]
+    sep_protocol: dict[str, str] = {}  # chain hash -> protocol of a DNAT it leads to
+    for c, rules in r.lb.items():
+        for rule in rules:
+            target = seps.get(rule[0])
+            if target is not None and target[2]:
+                sep_protocol.setdefault(c[9:], target[2])
+                break
+    protocols = [s.protocol or sep_protocol.get(k) for k, s in zip(suffixes, svcs)]
     n = len(svcs)
     svc_chain = [s.chains.get(_SVC) for s in svcs]
     svl_chain = [s.chains.get(_SVL) or s.chains.get(_XLB) for s in svcs]
@@ -831,6 +857,8 @@ def _frames(r: _Reader) -> tuple[pd.DataFrame, pd.DataFrame]:
     chain_svc = np.array([index[c[9:]] for c in chains], dtype=np.intp)
     chain_local = np.array([not c.startswith(_SVC) for c in chains], dtype=bool)
     code = e["chain_code"]
+    rank = {c: i for i, c in enumerate(sorted(chains))}
+    chain_rank = np.array([rank[c] for c in chains], dtype=np.intp)
     svc_code = chain_svc[code]
     m = len(code)
 
@@ -848,7 +876,7 @@ def _frames(r: _Reader) -> tuple[pd.DataFrame, pd.DataFrame]:
             "protocol": per_service("protocol"),
             "endpoint_ip": _cat(e["ips"]),
             "endpoint_port": pd.array(e["ports"], dtype="Int32"),
-            "chain": pd.Categorical.from_codes(code, categories=chains) if m else _cat([]),
+            "chain": pd.Categorical.from_codes(chain_rank[code], categories=sorted(chains)),
             "local": chain_local[code],
             "position": e["position"],
             "rule_probability": e["rule_p"],
