@@ -259,40 +259,63 @@ def service_ports(draw) -> list[ServicePort]:
         hosts = draw(st.lists(st.integers(1, 254), min_size=n_eps, max_size=n_eps, unique=True))
         target = draw(st.integers(1, 65535))
         endpoints = tuple(
-            Endpoint(f"198.18.{128 + i}.{h}", target, node=draw(st.sampled_from([NODE, "node-b"]))) for h in hosts
+            Endpoint(f"198.18.{128 + i}.{h}", target, node=draw(st.sampled_from([NODE, "node-b"])),
+                     ready=draw(st.booleans()), serving=True, terminating=draw(st.booleans()))
+            for h in hosts
         )
         ports.append(ServicePort(
             ns, svc, draw(st.sampled_from(["", "http", "p80"])), draw(st.sampled_from(["tcp", "udp", "sctp"])),
             f"198.19.1.{i + 1}", draw(st.integers(1, 65535)),
             node_port=draw(st.one_of(st.none(), st.just(30000 + i))),
             external_traffic_policy=draw(st.sampled_from(["Cluster", "Local"])),
+            internal_traffic_policy=draw(st.sampled_from(["Cluster", "Local"])),
             session_affinity=draw(st.sampled_from(["None", "ClientIP"])),
             affinity_timeout_seconds=draw(st.integers(1, 86400)),
+            external_ips=draw(st.sampled_from([(), (f"198.18.30.{i + 10}",)])),
             endpoints=endpoints,
         ))
     return ports
 
 
 def check_round_trip(ports: list[ServicePort], rules: ProxyRules) -> None:
+    """kube-proxy's decisions (proxier.go, CategorizeEndpoints) recomputed, then read back."""
     assert rules.report.lines_skipped == 0
     got = rules.services.set_index("service_port_name")
+    assert sorted(got.index) == sorted(sp.service_port_name for sp in ports)
     for sp in ports:
         row = got.loc[sp.service_port_name]
-        cluster = sp.usable_endpoints()
-        local = sp.usable_endpoints(NODE)
+        external = sp.node_port is not None or bool(sp.external_ips)
+        internal_local = sp.internal_traffic_policy == "Local"
+        external_local = external and sp.external_traffic_policy == "Local"
+        cluster = sp.usable_endpoints() if (not internal_local or external) else []
+        local = sp.usable_endpoints(NODE) if (internal_local or external_local) else []
+        has_endpoints = bool(sp.usable_endpoints())
+        has_internal = has_endpoints and not (internal_local and not local)
         assert (row["cluster_ip"], row["port"], row["protocol"]) == (sp.cluster_ip, sp.port, sp.protocol)
-        assert row["has_endpoints"] == bool(cluster)
+        assert row["has_endpoints"] == has_endpoints
+        assert row["external_ips"] == ",".join(sp.external_ips)
         if sp.node_port is not None:
             assert row["node_port"] == sp.node_port
+        else:
+            assert pd.isna(row["node_port"])
         assert row["endpoint_count"] == len(cluster)
-        if cluster and sp.node_port is not None:
+        assert (pd.isna(row["local_endpoint_count"]) if not local else row["local_endpoint_count"] == len(local))
+        if has_internal:
+            assert row["internal_traffic_policy"] == sp.internal_traffic_policy
+        elif has_endpoints:
+            assert row["internal_traffic_policy"] == "Local"  # dropped: no local endpoint
+        else:
+            assert pd.isna(row["internal_traffic_policy"])
+        if external and has_endpoints:
             assert row["external_traffic_policy"] == sp.external_traffic_policy
-        if cluster:
+        if cluster or local:
             assert row["session_affinity"] == sp.session_affinity
             if sp.session_affinity == "ClientIP":
                 assert row["session_affinity_timeout_seconds"] == sp.affinity_timeout_seconds
+        else:
+            assert pd.isna(row["session_affinity"])
         eps = rules.endpoints[rules.endpoints.service_port_name == sp.service_port_name]
-        for is_local, expected in ((False, cluster), (True, local if sp.external_traffic_policy == "Local" and sp.node_port is not None else [])):
+        for is_local, expected in ((False, cluster), (True, local)):
             chain = eps[eps.local == is_local].sort_values("position")
             assert list(zip(chain.endpoint_ip, chain.endpoint_port)) == [(e.ip, e.port) for e in expected]
             assert list(chain.position) == list(range(len(expected)))
