@@ -204,3 +204,43 @@ def test_keepalive_nat_and_endpoint_events(need_root, need_binary):
     # node-c received no NodePort flows from the clients, only node-a/b's masqueraded ones
     flows_c = conntrack_flows(result.dumps["node-c"]["conntrack.txt"])
     assert flows_c and all(orig[0] in ("198.18.0.11", "198.18.0.12") for orig, _ in flows_c)
+
+
+AFFINITY = """
+name: affinity-local
+nodes:
+  - {name: node-a, proxy_mode: iptables-legacy}
+  - {name: node-b, proxy_mode: nftables}
+pods:
+  - {name: web-1, node: node-a, labels: {app: web}}
+  - {name: web-2, node: node-a, labels: {app: web}}
+  - {name: web-3, node: node-b, labels: {app: web}}
+  - {name: web-4, node: node-b, labels: {app: web}}
+services:
+  - name: web
+    selector: {app: web}
+    externalTrafficPolicy: Local
+    sessionAffinity: ClientIP
+    sessionAffinityConfig: {clientIP: {timeoutSeconds: 300}}
+    ports: [{name: http, port: 80, targetPort: 8080, nodePort: 30082}]
+clients: {count: 8, addressing: distinct}
+traffic:
+  node_weights: {node-a: 1, node-b: 1}
+  requests: 160
+  max_seconds: 20
+"""
+
+
+def test_client_ip_affinity_pins_each_client_per_node(need_root, need_binary):
+    """With sessionAffinity ClientIP each node sends a client to one pod (the recent list
+    in iptables, the affinity set in nftables); eTP=Local keeps the client address."""
+    need_binary("nft")
+    result = run_scenario(AFFINITY)
+    assert sum(result.connections_per_pod().values()) == 160
+    pods_of_client: dict[tuple[str, str], set[str]] = {}
+    for pod in result.scenario.pods:
+        for client, n in result.pod_counts[pod.name]["connections"].items():
+            assert client.startswith("198.18.200.")
+            pods_of_client.setdefault((pod.node, client), set()).add(pod.name)
+    assert len(pods_of_client) == 16  # 8 clients on each of the 2 nodes
+    assert all(len(pods) == 1 for pods in pods_of_client.values()), pods_of_client

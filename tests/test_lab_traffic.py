@@ -131,3 +131,12 @@ def test_podserver_cli_bounds(capsys):
     with pytest.raises(SystemExit, match="2"):
         podserver_main(["--pod", "p", "--port", "0", "--deadline", "0"])
     assert "--deadline must be in" in capsys.readouterr().err
+
+
+def test_every_target_sees_every_source(pods):
+    (sa, ca), (sb, cb) = pods
+    targets = [Target("127.0.0.1", sa.server_address[1], 1), Target("127.0.0.1", sb.server_address[1], 1)]
+    sources = ["127.0.0.1", "127.0.0.2", "127.0.0.3", "127.0.0.4"]
+    generate(targets, sources, requests=16, max_seconds=20)
+    assert ca.as_dict()["connections"] == {s: 2 for s in sources}
+    assert cb.as_dict()["connections"] == {s: 2 for s in sources}

@@ -8,7 +8,7 @@
         --mode new-connection-per-request --requests 600 --max-seconds 30
 
 Connections go to the targets in smooth weighted round-robin order (what an
-external load balancer with weights does) and take the sources in turn. With
+external load balancer with weights does); each target takes the sources in turn. With
 ``--mode keep-alive`` each connection carries ``--requests-per-connection``
 requests. It stops at ``--requests`` requests or ``--max-seconds``, whichever
 comes first, and prints one JSON object: outcome counts, requests per target and
@@ -98,15 +98,19 @@ def generate(
     by_target: Counter[str] = Counter()
     by_pod: Counter[str] = Counter()
     connect_latency: list[float] = []
+    per_target = [0] * len(targets)
     sent = 0
     start = time.monotonic()
     stopped = "requests"
-    for k, ti in enumerate(order):
+    for ti in order:
         if time.monotonic() - start >= max_seconds:
             stopped = "max_seconds"
             break
         target = targets[ti]
-        source = sources[k % len(sources)] if sources else ""
+        # sources rotate per target, so that every target sees every source evenly
+        # (one rotation across targets would pin source k to target k mod len(targets))
+        source = sources[per_target[ti] % len(sources)] if sources else ""
+        per_target[ti] += 1
         conn = http.client.HTTPConnection(
             target.host, target.port, timeout=timeout,
             source_address=(source, 0) if source else None,
