@@ -267,6 +267,7 @@ def tables(draw):
     return servers
 
 
+@pytest.mark.slow
 @settings(max_examples=80, deadline=None)
 @given(tables())
 def test_constructed_listings_read_back(table):
@@ -290,6 +291,7 @@ def test_constructed_listings_read_back(table):
         assert sorted(conns.packets) == sorted(d.stats[0] for d in v.dests)
 
 
+@pytest.mark.slow
 def test_fuzz_mutated_listings_raise_only_parse_errors():
     rng = random.Random(7)
     sources = [(DATA / n).read_text() for n in ("list.txt", "stats.txt", "rate.txt")]

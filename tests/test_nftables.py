@@ -322,12 +322,14 @@ def check_round_trip(ports: list[ServicePort], rules: ProxyRules) -> None:
             assert (chain.probability == 1 / max(len(expected), 1)).all()
 
 
+@pytest.mark.slow
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(service_ports())
 def test_render_then_read_back_the_same_services(ports):
     check_round_trip(ports, read_nft_ruleset(render_nftables(ports, NODE, cluster_cidr="198.18.128.0/17")))
 
 
+@pytest.mark.slow
 @pytest.mark.root
 def test_render_load_list_then_read_back_the_same_services(need_root, need_binary):
     need_binary("nft")
@@ -376,6 +378,7 @@ def _mutate(text: str, rng: random.Random) -> str:
     return "".join(lines)
 
 
+@pytest.mark.slow
 def test_fuzz_mutated_rulesets_raise_only_parse_errors():
     rng = random.Random(20261130)
     sources = [(DATA / f"{n}{f}").read_text() for n in ("node", "affinity", "local") for f in (".ruleset-a.txt", ".nft")]
