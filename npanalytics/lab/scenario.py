@@ -29,6 +29,12 @@ A scenario is a YAML mapping::
       max_seconds: 30
     events:                                     # optional
       - {at_request: 300, pod: web-2, action: unready}   # unready | ready | add
+      - {at_second: 5.0, pod: web-2, action: ready}      # seconds since the traffic started
+
+An ``at_request`` event splits the traffic: requests ``1..k`` are sent, the event is
+applied (every node's rules are re-rendered and reloaded, timed), then the rest is
+sent. An ``at_second`` event is applied by a timer while the traffic runs. A pod with
+``start_absent: true`` runs from the start but is no endpoint until its ``add`` event.
 
 :func:`load_scenario` validates it (a :class:`LabError` names the field) and
 returns a :class:`Scenario`; :meth:`Scenario.addresses` lays out the addresses and
