@@ -267,6 +267,7 @@ def test_broken_samples_raise(name, match):
         ("-A KUBE-FW-X -m comment --comment \"x\n", r"expected a comment closed by a double quote"),
         ("-A KUBE-SVC-X -j\n", r"expected a target"),
         ("hello\n", r"<string>:1: expected a rule"),
+        ("-A KUBE-FW-X -j ACCEPT -m comment --comment \n", r"expected a comment after --comment"),
     ],
 )
 def test_error_paths(text, match):

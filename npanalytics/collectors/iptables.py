@@ -58,6 +58,7 @@ _POLICIES = frozenset({"ACCEPT", "DROP", "RETURN", "QUEUE", "-"})
 _COUNTERS = re.compile(r"\[[0-9]+:[0-9]+\]")
 _ALL_COUNTERS = re.compile(r"(?:\[[0-9]+:[0-9]+\])*")
 _TARGET_CHAINS = (_SVC, _SVL, _XLB, _EXT, _FW)
+_NINE = frozenset({_SVC, _SVL, _XLB, _EXT})
 
 _EXPECTED_LINE = (
     "a rule ('-A CHAIN ...', optionally after '[packets:bytes]'), a chain line "
@@ -129,13 +130,8 @@ def _word(text: str, start: int) -> str:
 
 
 def _options(tokens: list[str]) -> dict[str, str]:
-    """Map each ``-x``/``--xx`` option to the token after it (negations kept as ``!``)."""
-    out: dict[str, str] = {}
-    n = len(tokens)
-    for i, tok in enumerate(tokens):
-        if tok[:1] == "-" and i + 1 < n:
-            out.setdefault(tok, tokens[i + 1])
-    return out
+    """Map each token to the token after it (only option keys such as ``-d`` are looked up)."""
+    return dict(zip(tokens, tokens[1:]))
 
 
 def _target(tokens: list[str]) -> str | None:
@@ -209,12 +205,18 @@ class _Reader:
         """The Service port a jump to KUBE-SVC/SVL/XLB/EXT/FW-<hash> belongs to."""
         if target is None:
             return None
-        for prefix in _TARGET_CHAINS:
-            if target.startswith(prefix):
-                s = self.svc(target[len(prefix):])
-                self.chain_of(s, target)
-                return s
-        return None
+        if target[:9] in _NINE:
+            suffix = target[9:]
+        elif target[:8] == _FW:
+            suffix = target[8:]
+        else:
+            return None
+        s = self.svcs.get(suffix)
+        if s is None:
+            s = self.svc(suffix)
+        if target not in s.chains.values():
+            self.chain_of(s, target)
+        return s
 
     # -- one line, the full grammar ------------------------------------------------------
     def line(self, line: str, lineno: int) -> None:
@@ -566,7 +568,8 @@ def read_iptables_save(source: Source, *, on_bad_line: OnBadLine = "raise") -> P
       pre-1.24 ``KUBE-XLB``), has the "LOCAL traffic" short-circuit rules, or
       the filter table drops the node port for "no local endpoints"; Cluster when
       EXT marks for masquerade and jumps to SVC (or, before 1.24, KUBE-NODEPORTS
-      did so directly); NA when the Service port is not reachable externally.
+      did so directly); NA when it cannot be told (no NodePort/ExternalIP/LB IP,
+      or a Service rejected for having no endpoints at all).
     - ``internal_traffic_policy``: Local when the cluster-IP rule jumps to SVL or
       the cluster IP is dropped for "no local endpoints", Cluster when it jumps
       to SVC, NA otherwise.
@@ -574,6 +577,11 @@ def read_iptables_save(source: Source, *, on_bad_line: OnBadLine = "raise") -> P
       recent --rcheck`` rules; the timeout is their ``--seconds``.
     - ``endpoint_count``/``local_endpoint_count``: rules jumping to a SEP chain
       (not counting affinity checks) in SVC and in SVL/XLB.
+
+    Rows of ``proxy_services`` are sorted by ``service_port_name`` (unrecoverable
+    names last), protocol and chain hash; rows of ``proxy_endpoints`` follow their
+    Service port, the SVC chain before SVL/XLB, then ``position``, so that the same
+    rules give the same frames whatever form the dump has.
 
     ``proxy_endpoints`` has one row per rule that jumps from a load-balancing
     chain (SVC, SVL, XLB) to a SEP chain; ``position`` is the 0-based index of
@@ -599,8 +607,8 @@ def read_iptables_save(source: Source, *, on_bad_line: OnBadLine = "raise") -> P
 
     Examples
     --------
-    >>> rules = read_iptables_save("tests/data/iptables/cluster3.legacy.save-c.txt")  # doctest: +SKIP
-    >>> rules.endpoints[["endpoint_ip", "probability"]]  # doctest: +SKIP
+    >>> rules = read_iptables_save("tests/data/iptables/mixed.legacy.save-c.txt")  # doctest: +SKIP
+    >>> rules.endpoints[["service_port_name", "endpoint_ip", "probability", "packets"]]  # doctest: +SKIP
     """
     check_on_bad_line(on_bad_line)
     name, text = read_source_text(source)
