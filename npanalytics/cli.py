@@ -92,7 +92,10 @@ def _inspect(args: argparse.Namespace) -> int:
             f"{report.lines_skipped} skipped\n"
         )
     attributed = int(table["flows"].sum())
-    out.write(f"  {len(flows)} conntrack flows, {attributed} to a Service port\n")
+    out.write(
+        f"  {len(flows)} conntrack flows: {attributed} to a Service frontend of this node, "
+        f"{len(flows) - attributed} other (the node's own or transit traffic)\n"
+    )
     svc = services.astype({"service_port_name": "str"}).set_index("service_port_name")
     for spn, rows in table.groupby("service_port_name", observed=True, sort=True):
         info = svc.loc[spn] if spn in svc.index else None
@@ -106,7 +109,10 @@ def _inspect(args: argparse.Namespace) -> int:
                 f"  affinity {info['session_affinity']}"
             )
         out.write(f"  flows {int(rows['flows'].sum())}\n")
-        shown = rows[["endpoint_ip", "endpoint_port", "in_rules", "probability", "local_probability", "flows", "flow_share"]]
+        shown = rows[
+            ["endpoint_ip", "endpoint_port", "in_rules", "probability", "local_probability",
+             "rule_connections", "flows", "flow_share"]
+        ]
         out.write(shown.to_string(index=False, float_format=lambda v: f"{v:.3f}", na_rep="-") + "\n")
     return 0
 

@@ -237,6 +237,7 @@ _ENDPOINT_FLOWS = FrameSpec(
         _c("in_rules", "bool", "", "the endpoint is programmed in the rules (False: flows to an unknown backend)"),
         _c("probability", "float64", "ratio", "selection probability in the cluster-policy chain; NA when not in it"),
         _c("local_probability", "float64", "ratio", "selection probability in the Local-policy chain; NA when not in it"),
+        _c("rule_connections", "Int64", "connections", "new connections the rules sent here (packet counters of the jumps to the endpoint); NA without counters"),
         _c("flows", "int64", "flows", "conntrack flows whose reply source is this endpoint"),
         _c("flow_share", "float64", "ratio", "flows / all flows of the Service port (0 when it has none)"),
         _NODE,

@@ -28,10 +28,11 @@ def _endpoints():
         rows.append(dict(proxy_mode="iptables", namespace="default", service="web", port_name="http",
                          service_port_name=SPN, protocol="tcp", endpoint_ip=ip, endpoint_port=8080,
                          chain="KUBE-SVC-A", local=False, position=i, rule_probability=[0.5, 1.0][i],
-                         probability=0.5))
+                         probability=0.5, packets=[5, 2][i]))
     rows.append(dict(proxy_mode="iptables", namespace="default", service="web", port_name="http",
                      service_port_name=SPN, protocol="tcp", endpoint_ip="198.18.64.2", endpoint_port=8080,
-                     chain="KUBE-SVL-A", local=True, position=0, rule_probability=1.0, probability=1.0))
+                     chain="KUBE-SVL-A", local=True, position=0, rule_probability=1.0, probability=1.0,
+                     packets=1))
     rows.append(dict(proxy_mode="iptables", namespace="default", service="dns", port_name="dns",
                      service_port_name="default/dns:dns", protocol="udp", endpoint_ip="198.18.64.9",
                      endpoint_port=53, chain="KUBE-SVC-B", local=False, position=0, rule_probability=1.0,
@@ -76,9 +77,13 @@ def test_endpoint_flows_counts_shares_and_unknown_backends():
     assert web.loc["198.18.64.2", "local_probability"] == 1.0
     assert np.isnan(web.loc["198.18.65.2", "local_probability"])
     assert web["flow_share"].sum() == pytest.approx(1.0)
+    assert web.loc["198.18.64.2", "rule_connections"] == 6  # SVC jump 5 + SVL jump 1
+    assert web.loc["198.18.65.2", "rule_connections"] == 2
+    assert pd.isna(web.loc["198.18.66.7", "rule_connections"])
     assert web.loc["198.18.64.2", "flow_share"] == pytest.approx(4 / 7)
     dns = table[table["service_port_name"] == "default/dns:dns"]
     assert dns["flows"].tolist() == [0] and dns["flow_share"].tolist() == [0.0]  # no flows: 0, not NaN
+    assert pd.isna(dns["rule_connections"].iloc[0])  # no counters in the dump
 
 
 def test_empty_inputs_give_an_empty_frame_with_the_right_columns():

@@ -87,7 +87,9 @@ def endpoint_flows(flows: pd.DataFrame, services: pd.DataFrame, endpoints: pd.Da
     Returns
     -------
     pandas.DataFrame
-        Kind ``endpoint_flows``, sorted by Service port and endpoint. Backends
+        Kind ``endpoint_flows``, sorted by Service port and endpoint, with the
+        rules' packet counters of the jumps to each endpoint (new connections)
+        where the dump has counters. Backends
         that received flows but are not in the rules (stale entries) appear with
         ``in_rules`` False. Service ports with no flows have ``flow_share`` 0.
     """
@@ -116,8 +118,12 @@ def endpoint_flows(flows: pd.DataFrame, services: pd.DataFrame, endpoints: pd.Da
         columns={"probability": "local_probability"}
     )
     programmed = pd.concat([cluster[key], local[key]]).drop_duplicates()
+    # The nat table sees only a connection's first packet, so a jump rule's packet
+    # counter is the number of new connections it sent to the endpoint.
+    counters = ep.groupby(key)["packets"].agg(lambda s: s.sum() if s.notna().any() else pd.NA)
     out = (
         programmed.assign(in_rules=True)
+        .merge(counters.rename("rule_connections").reset_index(), on=key, how="left")
         .merge(counts, on=key, how="outer")
         .merge(cluster, on=key, how="left")
         .merge(local, on=key, how="left")
@@ -142,6 +148,7 @@ def endpoint_flows(flows: pd.DataFrame, services: pd.DataFrame, endpoints: pd.Da
             "in_rules": out["in_rules"],
             "probability": out["probability"].astype("float64"),
             "local_probability": out["local_probability"].astype("float64"),
+            "rule_connections": out["rule_connections"].astype("Int64"),
             "flows": out["flows"],
             "flow_share": out["flow_share"],
         }
