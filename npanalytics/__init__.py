@@ -14,7 +14,18 @@ from .exceptions import (
     ParseWarning,
     SchemaError,
 )
-from .collectors._source import ParseReport
+from .collectors import (
+    ParseReport,
+    ProxyRules,
+    get_conntrack,
+    get_conntrack_stats,
+    read_conntrack,
+    read_conntrack_stats,
+    read_iptables_save,
+    read_ipvsadm,
+    read_nft_ruleset,
+    read_proxy_rules,
+)
 from .datasets import Dataset, list_datasets, load_dataset
 from .schemas import SCHEMAS, validate_frame
 
@@ -31,6 +42,15 @@ __all__ = [
     "ParseWarning",
     "SchemaError",
     "ParseReport",
+    "ProxyRules",
+    "get_conntrack",
+    "get_conntrack_stats",
+    "read_conntrack",
+    "read_conntrack_stats",
+    "read_iptables_save",
+    "read_ipvsadm",
+    "read_nft_ruleset",
+    "read_proxy_rules",
     "Dataset",
     "list_datasets",
     "load_dataset",
