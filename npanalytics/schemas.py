@@ -169,6 +169,22 @@ _CONNTRACK_STATS = FrameSpec(
     ),
 )
 
+
+# IPVS statistics (ipvsadm --stats / --rate), optional columns of the proxy frames.
+_IPVS_COUNTERS = (
+    ("connections_total", "connections", "connections scheduled (ipvsadm --stats Conns)"),
+    ("in_packets_total", "packets", "packets in (InPkts)"),
+    ("out_packets_total", "packets", "packets out (OutPkts)"),
+    ("in_bytes_total", "bytes", "bytes in (InBytes)"),
+    ("out_bytes_total", "bytes", "bytes out (OutBytes)"),
+    ("connections_per_second", "connections/s", "connection rate (ipvsadm --rate CPS)"),
+    ("in_packets_per_second", "packets/s", "packet rate in (InPPS)"),
+    ("out_packets_per_second", "packets/s", "packet rate out (OutPPS)"),
+    ("in_bytes_per_second", "bytes/s", "byte rate in (InBPS)"),
+    ("out_bytes_per_second", "bytes/s", "byte rate out (OutBPS)"),
+)
+_IPVS_COLUMNS = tuple(_c(n, "Int64", u, d + "; IPVS only", False) for n, u, d in _IPVS_COUNTERS)
+
 _PROXY_SERVICES = FrameSpec(
     "proxy_services",
     "Service port as programmed in one node's kube-proxy rules",
@@ -196,6 +212,8 @@ _PROXY_SERVICES = FrameSpec(
         _c("svl_chain", "category", "", "local-policy chain (KUBE-SVL-... / local-...)"),
         _c("ext_chain", "category", "", "external-destinations chain (KUBE-EXT-... / external-...)"),
         _c("fw_chain", "category", "", "load-balancer firewall chain (KUBE-FW-... / firewall-...)"),
+        _c("virtual_server_ip", "category", "", "IPVS virtual server address (a node IP for node ports)", False),
+        *_IPVS_COLUMNS,
         _NODE,
     ),
 )
@@ -223,6 +241,7 @@ _PROXY_ENDPOINTS = FrameSpec(
         _c("inactive_connections", "Int64", "connections", "IPVS InActConn; NA in other modes"),
         _c("packets", "Int64", "packets", "counter of the rule that jumps to the endpoint (= new connections); NA without counters"),
         _c("bytes", "Int64", "bytes", "byte counter of that rule; NA without counters"),
+        *_IPVS_COLUMNS,
         _NODE,
     ),
 )
