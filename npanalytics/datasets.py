@@ -130,12 +130,28 @@ def _ipvs_reader() -> Callable[..., Any]:
     return read_ipvsadm
 
 
+def _lab(name: str, kind: str | None = None) -> Callable[[Path, Mapping[str, Any]], dict[str, pd.DataFrame]]:
+    """A reader of the lab's own raw outputs (ground truth, rule-load logs, sweep logs)."""
+
+    def derive(path: Path, options: Mapping[str, Any]) -> dict[str, pd.DataFrame]:
+        import importlib
+
+        module, _, func = name.rpartition(".")
+        result = getattr(importlib.import_module(f"npanalytics.lab.{module}"), func)(path, **options)
+        return {kind: result} if kind else result
+
+    return derive
+
+
 DERIVERS: dict[str, Callable[[Path, Mapping[str, Any]], dict[str, pd.DataFrame]]] = {
     "read_conntrack": _derive_conntrack,
     "read_conntrack_stats": _derive_conntrack_stats,
     "read_iptables_save": _rules(_iptables_reader),
     "read_nft_ruleset": _rules(_nft_reader),
     "read_ipvsadm": _rules(_ipvs_reader),
+    "read_ground_truth": _lab("record.read_ground_truth", "ground_truth"),
+    "read_rule_loads": _lab("record.read_rule_loads", "rule_loads"),
+    "read_sweep_log": _lab("sweep.read_sweep_log"),
 }
 
 
