@@ -460,13 +460,53 @@ def test_openmetrics_series_structure(scenario):
     assert openmetrics_series(list(reversed(frames))) == text
 
 
+def test_openmetrics_series_types_and_escapes():
+    frame = (
+        '# HELP c_total A "quoted" help \\ with\\nnewline\n# TYPE c_total counter\nc_total{x="a\\"b"} 3\n'
+        "# TYPE raw counter\nraw 1\n"
+        "plain 2 123\n"
+        "# TYPE s summary\ns{quantile=\"0.5\"} 1.5\ns_sum 3\ns_count 2\n"
+    )
+    text = openmetrics_series([(T0, frame), (T0 + 0.5, frame)])
+    assert text.splitlines() == [
+        '# HELP c A \\"quoted\\" help \\\\ with\\nnewline',
+        "# TYPE c counter",
+        f'c_total{{x="a\\"b"}} 3 {T0}',
+        f'c_total{{x="a\\"b"}} 3 {T0}.5',
+        "# TYPE raw unknown",
+        f"raw 1 {T0}",
+        f"raw 1 {T0}.5",
+        "# TYPE plain unknown",
+        f"plain 2 {T0}",  # the frame's time replaces the one in the text
+        f"plain 2 {T0}.5",
+        "# TYPE s summary",
+        f's{{quantile="0.5"}} 1.5 {T0}',
+        f"s_sum 3 {T0}",
+        f"s_count 2 {T0}",
+        f's{{quantile="0.5"}} 1.5 {T0}.5',
+        f"s_sum 3 {T0}.5",
+        f"s_count 2 {T0}.5",
+        "# EOF",
+    ]
+
+
 def test_openmetrics_series_errors(scenario):
     with pytest.raises(ValueError, match="two frames have the same timestamp"):
         openmetrics_series([(T0, "a 1\n"), (T0, "a 2\n")])
     with pytest.raises(ValueError, match="family a is a counter, but an earlier frame had it as a gauge"):
         openmetrics_series([(T0, "# TYPE a gauge\na 1\n"), (T0 + 1, "# TYPE a_total counter\na_total 2\n")])
-    with pytest.raises(ValueError, match=r"frame 0 \(t=1700000000\): not valid Prometheus text"):
-        openmetrics_series([(T0, "a x\n")])
+    with pytest.raises(ValueError, match=r"frame 0 \(t=1700000000\):2: expected a float sample value, got 'a x'"):
+        openmetrics_series([(T0, "# a comment\na x\n")])
+    with pytest.raises(ValueError, match=r":1: expected labels name=\"value\" separated by commas, got 'a\{b=\} 1'"):
+        openmetrics_series([(T0, "a{b=} 1\n")])
+    with pytest.raises(ValueError, match=r":1: expected a sample line"):
+        openmetrics_series([(T0, "{} 1\n")])
+    with pytest.raises(ValueError, match=r":3: expected the lines of family a together"):
+        openmetrics_series([(T0, "a 1\nb 2\na 3\n")])
+    with pytest.raises(ValueError, match=r":2: expected a type among counter, gauge"):
+        openmetrics_series([(T0, "# HELP a x\n# TYPE a gouge\na 1\n")])
+    with pytest.raises(ValueError, match=r":2: expected # TYPE before the samples of a"):
+        openmetrics_series([(T0, "a 1\n# TYPE a gauge\n")])
     with pytest.raises(ValueError, match="expected finite Unix seconds"):
         openmetrics_series([(math.nan, "a 1\n")])
 

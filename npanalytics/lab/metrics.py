@@ -114,6 +114,8 @@ TRAFFIC_POLICIES = ("internal", "external")
 IP_FAMILY = "IPv4"
 _LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 _LABEL_SANITIZE = re.compile(r"[^a-zA-Z0-9_]")
+_OPENMETRICS_TYPES = {"counter": "counter", "gauge": "gauge", "histogram": "histogram",
+                      "summary": "summary", "untyped": "unknown"}
 _POD_PHASES = ("Pending", "Succeeded", "Failed", "Unknown", "Running")  # KSM's order
 
 
@@ -606,18 +608,92 @@ def kube_proxy_metrics_text(
 # -- OpenMetrics for backfilling ------------------------------------------------------------
 
 
-def _parse_families(text: str, where: str):
-    try:
-        from prometheus_client.parser import text_string_to_metric_families
-    except ImportError:  # pragma: no cover - depends on the environment
-        raise ImportError(
-            "openmetrics_series parses exposition text with prometheus-client: "
-            "pip install 'npanalytics[prometheus]'"
-        ) from None
-    try:
-        return list(text_string_to_metric_families(text))
-    except ValueError as exc:
-        raise ValueError(f"{where}: not valid Prometheus text exposition: {exc}") from None
+_METRIC_NAME = r"[a-zA-Z_:][a-zA-Z0-9_:]*"
+_SAMPLE_LINE = re.compile(rf"^({_METRIC_NAME})(?:\{{(.*)\}})?[ \t]+(\S+)(?:[ \t]+(-?\d+))?[ \t]*$")
+_LABEL_NAME_PATTERN = r"[a-zA-Z_][a-zA-Z0-9_]*"
+_LABEL_VALUE_PATTERN = r'"(?:[^"\\\n]|\\.)*"'  # escapes kept as written
+_ONE_LABEL = rf"[ \t]*{_LABEL_NAME_PATTERN}[ \t]*=[ \t]*{_LABEL_VALUE_PATTERN}[ \t]*"
+_LABEL_BODY = re.compile(rf"(?:{_ONE_LABEL},)*(?:{_ONE_LABEL})?[ \t]*")
+_LABEL_PAIR = re.compile(rf'[ \t]*({_LABEL_NAME_PATTERN})[ \t]*=[ \t]*"((?:[^"\\\n]|\\.)*)"')
+_COMMENT_LINE = re.compile(rf"^#[ \t]*(HELP|TYPE)[ \t]+({_METRIC_NAME})(?:[ \t]+(.*))?$")
+_TEXT_TYPES = ("counter", "gauge", "histogram", "summary", "untyped")
+_TYPE_SUFFIXES = {"histogram": ("_bucket", "_sum", "_count"), "summary": ("_sum", "_count")}
+
+
+@dataclasses.dataclass
+class _Parsed:
+    """One family read from text exposition; label values and values stay as written."""
+
+    name: str
+    type: str = "untyped"
+    help: str = ""
+    samples: list[tuple[str, Labels, str]] = dataclasses.field(default_factory=list)
+
+    def owns(self, sample_name: str) -> bool:
+        return sample_name == self.name or (
+            sample_name.startswith(self.name)
+            and sample_name[len(self.name):] in _TYPE_SUFFIXES.get(self.type, ())
+        )
+
+
+def _unescape_help(text: str) -> str:
+    return re.sub(r"\\([\\n])", lambda m: "\n" if m.group(1) == "n" else "\\", text)
+
+
+def _read_exposition(text: str, where: str) -> list[_Parsed]:
+    """Read text exposition format 0.0.4 strictly (``where:lineno: expected ..., got ...``)."""
+    families: list[_Parsed] = []
+    by_name: dict[str, _Parsed] = {}
+    current: _Parsed | None = None
+
+    def fail(lineno: int, expected: str, line: str) -> ValueError:
+        return ValueError(f"{where}:{lineno}: expected {expected}, got {line[:120]!r}")
+
+    def family(name: str, lineno: int, line: str) -> _Parsed:
+        nonlocal current
+        if current is not None and current.name == name:
+            return current
+        if name in by_name:
+            raise fail(lineno, f"the lines of family {name} together", line)
+        current = by_name[name] = _Parsed(name)
+        families.append(current)
+        return current
+
+    for lineno, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        if line.startswith("#"):
+            match = _COMMENT_LINE.match(line)
+            if match is None:
+                continue  # a plain comment
+            keyword, name, rest = match.group(1), match.group(2), match.group(3) or ""
+            fam = family(name, lineno, line)
+            if fam.samples:
+                raise fail(lineno, f"# {keyword} before the samples of {name}", line)
+            if keyword == "HELP":
+                fam.help = _unescape_help(rest)
+            else:
+                kind = rest.strip()
+                if kind not in _TEXT_TYPES:
+                    raise fail(lineno, f"a type among {', '.join(_TEXT_TYPES)}", line)
+                fam.type = kind
+            continue
+        match = _SAMPLE_LINE.match(line)
+        if match is None:
+            raise fail(lineno, "a sample line 'name{label=\"value\",...} value [timestamp]'", line)
+        name, body, value = match.group(1), match.group(2), match.group(3)
+        try:
+            float(value)
+        except ValueError:
+            raise fail(lineno, "a float sample value", line) from None
+        pairs: Labels = ()
+        if body:
+            if _LABEL_BODY.fullmatch(body) is None:
+                raise fail(lineno, 'labels name="value" separated by commas', line)
+            pairs = tuple(_LABEL_PAIR.findall(body))
+        fam = current if current is not None and current.owns(name) else family(name, lineno, line)
+        fam.samples.append((name, pairs, value))
+    return families
 
 
 def _format_seconds(seconds: float) -> str:
@@ -634,7 +710,10 @@ def openmetrics_series(frames: Sequence[tuple[float, str]]) -> str:
     written once, with its series in time order, as ``promtool tsdb
     create-blocks-from openmetrics`` requires; a counter ``x_total`` becomes the
     OpenMetrics family ``x`` with samples ``x_total``; a counter sample without
-    the ``_total`` suffix makes its family ``unknown``.
+    the ``_total`` suffix makes its family ``unknown``, as does ``untyped``.
+    Label values and sample values are copied as written (both formats escape
+    label values alike). The texts are read strictly, without prometheus-client
+    (whose parser silently drops a malformed label such as ``a{b=} 1``).
 
     Parameters
     ----------
@@ -650,9 +729,7 @@ def openmetrics_series(frames: Sequence[tuple[float, str]]) -> str:
     ------
     ValueError
         On a repeated timestamp, a family whose type differs between frames, or a
-        text that does not parse.
-    ImportError
-        Without prometheus-client (``npanalytics[prometheus]``), whose parser reads the texts.
+        line that is not text exposition (``frame K (t=T):LINENO: expected ..., got ...``).
     """
     ordered = sorted(frames, key=lambda f: f[0])
     for (t1, _), (t2, _) in zip(ordered, ordered[1:]):
@@ -661,28 +738,30 @@ def openmetrics_series(frames: Sequence[tuple[float, str]]) -> str:
     kinds: dict[str, str] = {}
     helps: dict[str, str] = {}
     # family -> group key (labels without le/quantile) -> list of (timestamp, samples)
-    series: dict[str, dict[Labels, list[tuple[float, list[tuple[str, Labels, float]]]]]] = {}
+    series: dict[str, dict[Labels, list[tuple[float, list[tuple[str, Labels, str]]]]]] = {}
     for k, (seconds, text) in enumerate(ordered):
         if not isinstance(seconds, (int, float)) or isinstance(seconds, bool) or not math.isfinite(seconds):
             raise ValueError(f"frame {k}: expected finite Unix seconds, got {seconds!r}")
-        for metric in _parse_families(text, f"frame {k} (t={seconds})"):
-            kind = metric.type
-            if kind == "counter" and any(not s.name.endswith(("_total", "_created"))
-                                         for s in metric.samples):
-                kind = "unknown"
-            if metric.name in kinds and kinds[metric.name] != kind:
+        for parsed in _read_exposition(text, f"frame {k} (t={seconds})"):
+            name, kind = parsed.name, _OPENMETRICS_TYPES[parsed.type]
+            if kind == "counter":
+                if name.endswith("_total") and all(n == name for n, _, _ in parsed.samples):
+                    name = name[: -len("_total")]
+                else:
+                    kind = "unknown"
+            if name in kinds and kinds[name] != kind:
                 raise ValueError(
-                    f"frame {k} (t={seconds}): family {metric.name} is a {kind}, "
-                    f"but an earlier frame had it as a {kinds[metric.name]}"
+                    f"frame {k} (t={seconds}): family {name} is a {kind}, "
+                    f"but an earlier frame had it as a {kinds[name]}"
                 )
-            kinds.setdefault(metric.name, kind)
-            helps.setdefault(metric.name, metric.documentation)
-            groups = series.setdefault(metric.name, {})
-            point: dict[Labels, list[tuple[str, Labels, float]]] = {}
-            for sample in metric.samples:
-                labels = tuple(sample.labels.items())
-                key = tuple((n, v) for n, v in labels if n not in ("le", "quantile"))
-                point.setdefault(key, []).append((sample.name, labels, sample.value))
+            kinds.setdefault(name, kind)
+            if not helps.get(name):
+                helps[name] = parsed.help
+            groups = series.setdefault(name, {})
+            point: dict[Labels, list[tuple[str, Labels, str]]] = {}
+            for sample_name, labels, value in parsed.samples:
+                key = tuple(pair for pair in labels if pair[0] not in ("le", "quantile"))
+                point.setdefault(key, []).append((sample_name, labels, value))
             for key, samples in point.items():
                 groups.setdefault(key, []).append((seconds, samples))
     lines = []
@@ -693,7 +772,11 @@ def openmetrics_series(frames: Sequence[tuple[float, str]]) -> str:
         for points in groups.values():
             for seconds, samples in points:
                 stamp = _format_seconds(seconds)
-                lines.extend(_sample_line(n, lab, v, stamp) for n, lab, v in samples)
+                for sample_name, labels, value in samples:
+                    # label values are still escaped as written; both formats escape alike
+                    body = ",".join(f'{k}="{v}"' for k, v in labels)
+                    lines.append(f"{sample_name}{{{body}}} {value} {stamp}" if body
+                                 else f"{sample_name} {value} {stamp}")
     lines.append("# EOF")
     return "\n".join(lines) + "\n"
 
