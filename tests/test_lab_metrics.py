@@ -651,3 +651,40 @@ def test_a_real_prometheus_scrapes_the_lab(tmp_path, need_binary):
             process.kill()
             process.wait(timeout=10)
         server.stop()
+
+
+def test_format_value_round_trips():
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    @settings(max_examples=300, deadline=None)
+    @given(st.floats(allow_nan=False))
+    def check(value):
+        text = format_value(value)
+        assert float(text.replace("Inf", "inf")) == value
+        mantissa = text.lstrip("-").split("e")[0]
+        if "e" in text:  # Go switches to the exponent form below 1e-4 and from 1e6 on
+            assert not 1e-4 <= abs(value) < 1e6
+            assert re.fullmatch(r"[+-]\d\d+", text.split("e")[1])
+        elif value != 0 and math.isfinite(value):
+            assert 1e-4 <= abs(value) < 1e6, text
+            assert not mantissa.endswith(".") and not (mantissa.endswith("0") and "." in mantissa)
+
+    check()
+
+
+def test_label_values_round_trip_through_both_readers():
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    @settings(max_examples=150, deadline=None)
+    @given(st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=30))
+    def check(value):
+        text = kube_proxy_metrics_text("n", sync_durations_seconds=[], rules_total={value: 7})
+        (sample,) = samples(text, "kubeproxy_sync_proxy_rules_iptables_total")
+        assert sample.labels["table"] == value
+        om = openmetrics_series([(T0, text)])
+        line = next(x for x in om.split("\n") if x.startswith("kubeproxy_sync_proxy_rules_iptables_total{"))
+        assert line == f'kubeproxy_sync_proxy_rules_iptables_total{{ip_family="IPv4",table="{escape_label_value(value)}"}} 7 {T0}'
+
+    check()

@@ -659,7 +659,7 @@ def _read_exposition(text: str, where: str) -> list[_Parsed]:
         families.append(current)
         return current
 
-    for lineno, line in enumerate(text.splitlines(), 1):
+    for lineno, line in enumerate(text.split("\n"), 1):  # only \n ends a line (not \x1e, \u2028...)
         if not line.strip():
             continue
         if line.startswith("#"):
