@@ -24,8 +24,11 @@ kube-proxy specifics: families are sorted by name and label pairs by label name
 with ``le`` last, as client_golang writes them; HELP texts carry the ``[ALPHA]``
 stability prefix of Kubernetes component metrics. ``ip_family_label=True``
 gives the 1.33+ label sets (``ip_family="IPv4"`` on the metrics that have it),
-``False`` the 1.28-1.32 ones. The process/Go runtime families and
-``kubeproxy_proxy_healthz_total``/``livez_total`` are not written.
+``False`` the 1.28-1.32 ones. Every family of the mode is written, also before
+its first observation (a real kube-proxy 1.33+ shows a labelled series only once
+it was set; the lab always has synced when it records). Not written: the
+process/Go runtime families, ``kubeproxy_proxy_healthz_total``/``livez_total``,
+the nfacct packet counters and the 1.33 conntrack reconciler metrics.
 
 KSM specifics: label order follows KSM (the object's default labels first;
 ``kube_endpointslice_endpoints`` carries a label only for a field that is set, so
