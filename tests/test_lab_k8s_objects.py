@@ -357,3 +357,57 @@ def test_all_lists_exactly_the_public_names():
     }
     assert set(module.__all__) == defined
     assert len(module.__all__) == len(set(module.__all__))
+
+
+def test_the_kubernetes_client_lists_them_from_a_fake_api_server(scenario):
+    import http.server
+    import threading
+
+    objects = cluster_objects(scenario)
+    routes = {
+        "/api/v1/services": as_list("services", objects["services"], "101"),
+        "/apis/discovery.k8s.io/v1/endpointslices": as_list("endpointslices", objects["endpointslices"], "101"),
+        "/api/v1/pods": as_list("pods", objects["pods"], "101"),
+        "/api/v1/nodes": as_list("nodes", objects["nodes"], "101"),
+    }
+    requested = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802
+            path = self.path.split("?", 1)[0]
+            requested.append(path)
+            body = json.dumps(routes[path]).encode() if path in routes else b"{}"
+            self.send_response(200 if path in routes else 404)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        config = kubernetes.client.Configuration(host=f"http://127.0.0.1:{server.server_address[1]}")
+        api = kubernetes.client.ApiClient(config)
+        core = kubernetes.client.CoreV1Api(api)
+        discovery = kubernetes.client.DiscoveryV1Api(api)
+        services = core.list_service_for_all_namespaces(_request_timeout=10)
+        slices = discovery.list_endpoint_slice_for_all_namespaces(_request_timeout=10)
+        pods = core.list_pod_for_all_namespaces(_request_timeout=10)
+        nodes = core.list_node(_request_timeout=10)
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+    assert requested == list(routes)
+    assert services.metadata.resource_version == "101"
+    assert [(s.metadata.namespace, s.metadata.name, s.spec.ports[0].node_port) for s in services.items] == [
+        ("default", "web", 30080), ("shop", "api", 30443), ("default", "nothing", 30081)]
+    web = next(s for s in slices.items if s.metadata.labels["kubernetes.io/service-name"] == "web")
+    assert sorted((e.target_ref.name, e.conditions.ready) for e in web.endpoints) == [
+        ("web-1", True), ("web-2", False), ("web-3", True), ("web-4", False)]
+    assert [p.metadata.name for p in pods.items] == ["web-1", "web-2", "web-3", "web-4", "api-1"]
+    assert [n.spec.pod_cidr for n in nodes.items] == [scenario.addresses().pod_cidrs[n.name] for n in scenario.nodes]
