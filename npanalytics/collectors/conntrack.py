@@ -316,7 +316,7 @@ class _Block:
         return cls(lineno, nums, present, strs, pa.array(list(words), pa.string()), flags, _text_keys(list(words)))
 
     def take(self, rows: np.ndarray) -> "_Block":
-        return _Block(self.lineno[rows], self.nums[:, rows], self.present[:, rows], self.strs[:, rows], self.words, self.flags[:, rows], self.keys)
+        return _Block(self.lineno[rows], np.take(self.nums, rows, axis=1), np.take(self.present, rows, axis=1), np.take(self.strs, rows, axis=1), self.words, np.take(self.flags, rows, axis=1), self.keys)
 
     @staticmethod
     def merge(a: "_Block", b: "_Block") -> "_Block":
@@ -330,11 +330,11 @@ class _Block:
         order = np.argsort(np.concatenate([a.lineno, b.lineno]), kind="stable")
         return _Block(
             np.concatenate([a.lineno, b.lineno])[order],
-            np.concatenate([a.nums, b.nums], axis=1)[:, order],
-            np.concatenate([a.present, b.present], axis=1)[:, order],
-            np.concatenate([a.strs, bstrs], axis=1)[:, order],
+            np.take(np.concatenate([a.nums, b.nums], axis=1), order, axis=1),
+            np.take(np.concatenate([a.present, b.present], axis=1), order, axis=1),
+            np.take(np.concatenate([a.strs, bstrs], axis=1), order, axis=1),
             words,
-            np.concatenate([a.flags, b.flags], axis=1)[:, order],
+            np.take(np.concatenate([a.flags, b.flags], axis=1), order, axis=1),
             np.concatenate([a.keys, b.keys]),
         )
 
@@ -694,7 +694,7 @@ def _generic_chunk(chunk: bytes | memoryview, line0: int, extended: bool) -> tup
     words = pa.concat_arrays([_VOCAB_PA, texts])
     flags = have[_FLAG_BASE:]
     good = np.flatnonzero(~bad)
-    block = _Block(good + line0, nums[:, good], present[:, good], strs[:, good], words, flags[:, good],
+    block = _Block(good + line0, np.take(nums, good, axis=1), np.take(present, good, axis=1), np.take(strs, good, axis=1), words, np.take(flags, good, axis=1),
                    np.concatenate([_VOCAB_KEYS, tkeys]))
     fallback = np.flatnonzero(bad & ~blank)
     return block, fallback, nlines
@@ -762,6 +762,8 @@ class _Template:
                 self.num_voff.append(len(kb))
             prev = key
         self.kcols = np.array(kcols, np.int64)
+        self.num_kpos = np.array([kcols.index(c) for c in self.num_cols], np.int64)
+        self.ip_kpos = np.array([kcols.index(c) for c in self.ip_cols], np.int64)
         self.e1 = np.array(e1, np.uint64)
         self.m1 = np.array(m1, np.uint64)
         self.e2 = np.array(e2, np.uint64)
@@ -875,7 +877,11 @@ def _fast_chunk(chunk: bytes | memoryview, line0: int, extended: bool,
         words = pa.concat_arrays([_VOCAB_PA, texts])
         wkeys = np.concatenate([_VOCAB_KEYS, tkeys])
     good = np.flatnonzero(done)
-    block = _Block(good + line0, nums[:, good], present[:, good], strs[:, good], words, flags[:, good], wkeys)
+    if len(good) == nlines:
+        block = _Block(good + line0, nums, present, strs, words, flags, wkeys)
+    else:
+        block = _Block(good + line0, np.take(nums, good, axis=1), np.take(present, good, axis=1),
+                       np.take(strs, good, axis=1), words, np.take(flags, good, axis=1), wkeys)
     ctrl_line = np.zeros(nlines, bool)
     ctrl_line[np.searchsorted(nl, ctrl)] = True
     rest = np.flatnonzero(~done & ((ntok > 0) | ctrl_line))
@@ -904,45 +910,70 @@ def _fast_chunk(chunk: bytes | memoryview, line0: int, extended: bool,
 
 def _apply_template(t: _Template, lines, a, u64, starts, ends, ft, ntok, nums, present, strs, flags,
                     ip_vs, ip_vl, ip_slot, ip_line, extended) -> np.ndarray:
-    """Check ``lines`` against template ``t``; fill the arrays for those that match."""
+    """Check ``lines`` against template ``t``; fill the arrays for those that match.
+
+    Works column-major: row ``c`` of each 2-D array is token column ``c`` of the template.
+    """
     base = ft[lines]
     ok = ntok[lines] == t.ntok
-    ks = starts[base[:, None] + t.kcols]
-    ok &= ((u64[ks] & t.m1) == t.e1).all(axis=1)
+    kidx = t.kcols[:, None] + base
+    ks = starts[kidx]
+    ok &= ((u64[ks] & t.m1[:, None]) == t.e1[:, None]).all(axis=0)
     if len(t.long):
-        ok &= ((u64[ks[:, t.long] + 8] & t.m2[t.long]) == t.e2[t.long]).all(axis=1)
+        ok &= ((u64[ks[t.long] + 8] & t.m2[t.long, None]) == t.e2[t.long, None]).all(axis=0)
     if len(t.flag_cols):
-        fs = starts[base[:, None] + t.flag_cols]
-        fl = ends[base[:, None] + t.flag_cols] - fs
-        ok &= (fl == t.flag_len).all(axis=1)
-        ok &= ((u64[fs] & _LOW[np.minimum(fl, 8)]) == t.flag_e1).all(axis=1)
-        ok &= ((u64[fs + 8] & _LOW[np.clip(fl - 8, 0, 8)]) == t.flag_e2).all(axis=1)
-    # numbers: key values and the positional numbers
+        fidx = t.flag_cols[:, None] + base
+        fs = starts[fidx]
+        fl = ends[fidx] - fs
+        ok &= (fl == t.flag_len[:, None]).all(axis=0)
+        ok &= ((u64[fs] & _LOW[np.minimum(fl, 8)]) == t.flag_e1[:, None]).all(axis=0)
+        ok &= ((u64[fs + 8] & _LOW[np.clip(fl - 8, 0, 8)]) == t.flag_e2[:, None]).all(axis=0)
+    # numbers: key values, then the positional protocol number, timeout (and l3 number)
     off = t.off
-    pcols = [off + 1, off + 2] + ([1] if extended else [])
-    cols = np.concatenate([t.num_cols, pcols]).astype(np.int64)
-    voff = np.concatenate([t.num_voff, np.zeros(len(pcols), np.int64)])
-    idx = base[:, None] + cols
-    vs = starts[idx] + voff
-    ve = ends[idx]
+    pcols = np.array([off + 1, off + 2] + ([1] if extended else []), np.int64)
+    pidx = pcols[:, None] + base
+    vs = np.concatenate([ks[t.num_kpos] + t.num_voff[:, None], starts[pidx]])
+    ve = np.concatenate([ends[kidx[t.num_kpos]], ends[pidx]])
     values, vok = _digits(u64, vs.ravel(), ve.ravel())
     values = values.reshape(vs.shape)
     vok = vok.reshape(vs.shape)
     nn = len(t.num_cols)
-    vok[:, :nn] &= values[:, :nn] <= t.num_max
-    ok &= vok.all(axis=1)
+    vok[:nn] &= values[:nn] <= t.num_max[:, None]
+    ok &= vok.all(axis=0)
     # names
     ncols = [off] + ([off + 3] if t.state else []) + ([0] if extended else [])
     nslots = [_STR["proto"]] + ([_STR["state"]] if t.state else []) + ([_STR["l3"]] if extended else [])
-    nidx = base[:, None] + np.array(ncols, np.int64)
+    nidx = np.array(ncols, np.int64)[:, None] + base
     ns = starts[nidx]
     nlen = ends[nidx] - ns
     w2 = np.where(nlen > 8, u64[ns + 8], _U(0))
     vc = _vocab_codes(u64[ns].ravel(), w2.ravel(), nlen.ravel()).reshape(ns.shape)
-    ok &= (vc >= 0).all(axis=1)
-    good = lines[ok]
-    if len(good) == 0:
-        return ok
+    ok &= (vc >= 0).all(axis=0)
+    if ok.all():
+        good = lines
+    else:
+        good = lines[ok]
+        if len(good) == 0:
+            return ok
+        values = values[:, ok]
+        vc = vc[:, ok]
+        ks = ks[:, ok]
+        kidx = kidx[:, ok]
+    for j, slot in enumerate(t.num_slots.tolist()):
+        nums[slot, good] = values[j]
+    nums[_NUM["protonum"], good] = values[nn]
+    nums[_NUM["timeout"], good] = values[nn + 1]
+    present[:, good] = t.present[:, None]
+    for j, slot in enumerate(nslots):
+        strs[slot, good] = vc[j]
+    flags[:, good] = t.flags[:, None]
+    ivs = ks[t.ip_kpos] + t.ip_voff[:, None]
+    ivl = ends[kidx[t.ip_kpos]] - ivs
+    ip_vs.append(ivs.ravel())
+    ip_vl.append(ivl.ravel())
+    ip_slot.append(np.repeat(t.ip_slots, len(good)))
+    ip_line.append(np.tile(good, len(t.ip_cols)))
+    return ok
     values = values[ok]
     for j, slot in enumerate(t.num_slots.tolist()):
         nums[slot, good] = values[:, j]
