@@ -491,8 +491,14 @@ def test_openmetrics_series_types_and_escapes():
 
 
 def test_openmetrics_series_errors(scenario):
-    with pytest.raises(ValueError, match="two frames have the same timestamp"):
+    with pytest.raises(ValueError, match=r"frame 1 \(t=1700000000\): series a\{\} has two samples at t=1700000000"):
         openmetrics_series([(T0, "a 1\n"), (T0, "a 2\n")])
+    with pytest.raises(ValueError, match=r"frame 0 \(t=1700000000\): a already has the target label 'job'"):
+        openmetrics_series([(T0, 'a{job="x"} 1\n', {"job": "y"})])
+    with pytest.raises(ValueError, match="frame 0: invalid target label name 'le'"):
+        openmetrics_series([(T0, "a 1\n", {"le": "1"})])
+    with pytest.raises(ValueError, match=r"frame 0: expected \(seconds, text\) or \(seconds, text, labels\)"):
+        openmetrics_series([(T0,)])
     with pytest.raises(ValueError, match="family a is a counter, but an earlier frame had it as a gauge"):
         openmetrics_series([(T0, "# TYPE a gauge\na 1\n"), (T0 + 1, "# TYPE a_total counter\na_total 2\n")])
     with pytest.raises(ValueError, match=r"frame 0 \(t=1700000000\):2: expected a float sample value, got 'a x'"):
@@ -513,7 +519,13 @@ def test_openmetrics_series_errors(scenario):
 
 def test_promtool_backfills_the_series(tmp_path, need_binary, scenario):
     promtool = need_binary("promtool")
-    frames = proxy_frames(5) + [
+    # two nodes scraped at the same times, told apart by their target labels
+    nodes = [
+        (T0 + 15 * i, kube_proxy_metrics_text(node, sync_durations_seconds=[0.01], rules_total={"nat": base + i}),
+         {"job": "kube-proxy", "instance": node})
+        for i in range(3) for node, base in (("node-a", 100), ("node-b", 200))
+    ]
+    frames = proxy_frames(5) + nodes + [
         (T0 + 7, kube_state_metrics_text(scenario)),
         (T0 + 37, kube_state_metrics_text(scenario, pod_states={"web-2": {"ready": True, "serving": True}})),
     ]
@@ -534,11 +546,14 @@ def test_promtool_backfills_the_series(tmp_path, need_binary, scenario):
         capture_output=True, text=True, timeout=120)
     assert dump.returncode == 0, dump.stderr
     points = sorted(
-        (m.group(1), int(m.group(3)), float(m.group(2)))
-        for m in re.finditer(r'\{__name__="(\w+)".*\} (\S+) (\d+)$', dump.stdout, flags=re.M)
+        (m.group(1) + (m.group(2) or ""), int(m.group(4)), float(m.group(3)))
+        for m in re.finditer(r'\{__name__="(\w+)"(, instance="[\w-]+")?.*\} (\S+) (\d+)$', dump.stdout,
+                             flags=re.M)
     )
     expected = sorted(
         [("kubeproxy_sync_proxy_rules_iptables_total", (T0 + 15 * i) * 1000, 10.0 + i) for i in range(5)]
+        + [(f'kubeproxy_sync_proxy_rules_iptables_total, instance="{node}"', (T0 + 15 * i) * 1000, base + i)
+           for i in range(3) for node, base in (("node-a", 100.0), ("node-b", 200.0))]
         + [("kube_pod_status_ready", (T0 + 7) * 1000, 0.0), ("kube_pod_status_ready", (T0 + 37) * 1000, 1.0)]
     )
     assert points == expected

@@ -703,25 +703,32 @@ def _format_seconds(seconds: float) -> str:
     return str(int(seconds)) if float(seconds).is_integer() else repr(float(seconds))
 
 
-def openmetrics_series(frames: Sequence[tuple[float, str]]) -> str:
+def openmetrics_series(
+    frames: Sequence[tuple[float, str] | tuple[float, str, Mapping[str, str]]],
+) -> str:
     """Join timestamped scrapes into one OpenMetrics document for backfilling.
 
-    Each frame is ``(timestamp_seconds, text)``: a text exposition (format 0.0.4,
-    as :func:`kube_state_metrics_text` or :func:`kube_proxy_metrics_text` write it,
-    or a real scrape) taken at that Unix time. Every sample of a frame gets the
-    frame's timestamp (timestamps inside the text are replaced). Each family is
-    written once, with its series in time order, as ``promtool tsdb
-    create-blocks-from openmetrics`` requires; a counter ``x_total`` becomes the
-    OpenMetrics family ``x`` with samples ``x_total``; a counter sample without
-    the ``_total`` suffix makes its family ``unknown``, as does ``untyped``.
-    Label values and sample values are copied as written (both formats escape
-    label values alike). The texts are read strictly, without prometheus-client
-    (whose parser silently drops a malformed label such as ``a{b=} 1``).
+    Each frame is ``(timestamp_seconds, text)`` or ``(timestamp_seconds, text,
+    labels)``: a text exposition (format 0.0.4, as :func:`kube_state_metrics_text`
+    or :func:`kube_proxy_metrics_text` write it, or a real scrape) taken at that
+    Unix time, and target labels to add to each of its samples, as a scrape adds
+    ``job`` and ``instance`` (needed to tell apart the kube-proxy frames of
+    several nodes, whose own series carry no node label). Every sample of a
+    frame gets the frame's timestamp (timestamps inside the text are replaced).
+    Each family is written once, with its series in time order, as ``promtool
+    tsdb create-blocks-from openmetrics`` requires; a counter ``x_total`` becomes
+    the OpenMetrics family ``x`` with samples ``x_total``; a counter sample
+    without the ``_total`` suffix makes its family ``unknown``, as does
+    ``untyped``. Label values and sample values are copied as written (both
+    formats escape label values alike). The texts are read strictly, without
+    prometheus-client (whose parser silently drops a malformed label such as
+    ``a{b=} 1``).
 
     Parameters
     ----------
-    frames : sequence of (float, str)
-        Unix seconds and exposition text; the timestamps must differ.
+    frames : sequence of (float, str) or (float, str, mapping)
+        Unix seconds, exposition text and optional target labels. Frames may
+        share a timestamp as long as no series gets two samples at one time.
 
     Returns
     -------
@@ -731,21 +738,32 @@ def openmetrics_series(frames: Sequence[tuple[float, str]]) -> str:
     Raises
     ------
     ValueError
-        On a repeated timestamp, a family whose type differs between frames, or a
-        line that is not text exposition (``frame K (t=T):LINENO: expected ..., got ...``).
+        When a series gets two samples at one timestamp, a family's type differs
+        between frames, a target label is invalid or already in the text, or a
+        line is not text exposition (``frame K (t=T):LINENO: expected ..., got ...``).
     """
-    ordered = sorted(frames, key=lambda f: f[0])
-    for (t1, _), (t2, _) in zip(ordered, ordered[1:]):
-        if t1 == t2:
-            raise ValueError(f"two frames have the same timestamp {t1!r}; each scrape needs its own time")
+    checked = []
+    for k, frame in enumerate(frames):
+        if not isinstance(frame, (tuple, list)) or len(frame) not in (2, 3):
+            raise ValueError(f"frame {k}: expected (seconds, text) or (seconds, text, labels), got {frame!r}")
+        seconds, text = frame[0], frame[1]
+        if not isinstance(seconds, (int, float)) or isinstance(seconds, bool) or not math.isfinite(seconds):
+            raise ValueError(f"frame {k}: expected finite Unix seconds, got {seconds!r}")
+        extra = dict(frame[2]) if len(frame) == 3 else {}
+        for key in extra:
+            if not _LABEL_NAME.match(str(key)) or key in ("le", "quantile"):
+                raise ValueError(f"frame {k}: invalid target label name {key!r}")
+        target = tuple((str(key), escape_label_value(value)) for key, value in extra.items())
+        checked.append((seconds, k, text, target))
+    checked.sort(key=lambda item: item[0])  # stable: frames of one time keep their order
     kinds: dict[str, str] = {}
     helps: dict[str, str] = {}
     # family -> group key (labels without le/quantile) -> list of (timestamp, samples)
     series: dict[str, dict[Labels, list[tuple[float, list[tuple[str, Labels, str]]]]]] = {}
-    for k, (seconds, text) in enumerate(ordered):
-        if not isinstance(seconds, (int, float)) or isinstance(seconds, bool) or not math.isfinite(seconds):
-            raise ValueError(f"frame {k}: expected finite Unix seconds, got {seconds!r}")
-        for parsed in _read_exposition(text, f"frame {k} (t={seconds})"):
+    for seconds, k, text, target in checked:
+        where = f"frame {k} (t={seconds})"
+        target_names = {key for key, _ in target}
+        for parsed in _read_exposition(text, where):
             name, kind = parsed.name, _OPENMETRICS_TYPES[parsed.type]
             if kind == "counter":
                 if name.endswith("_total") and all(n == name for n, _, _ in parsed.samples):
@@ -754,8 +772,7 @@ def openmetrics_series(frames: Sequence[tuple[float, str]]) -> str:
                     kind = "unknown"
             if name in kinds and kinds[name] != kind:
                 raise ValueError(
-                    f"frame {k} (t={seconds}): family {name} is a {kind}, "
-                    f"but an earlier frame had it as a {kinds[name]}"
+                    f"{where}: family {name} is a {kind}, but an earlier frame had it as a {kinds[name]}"
                 )
             kinds.setdefault(name, kind)
             if not helps.get(name):
@@ -763,10 +780,21 @@ def openmetrics_series(frames: Sequence[tuple[float, str]]) -> str:
             groups = series.setdefault(name, {})
             point: dict[Labels, list[tuple[str, Labels, str]]] = {}
             for sample_name, labels, value in parsed.samples:
+                if target_names and target_names & {key for key, _ in labels}:
+                    clash = sorted(target_names & {key for key, _ in labels})
+                    raise ValueError(f"{where}: {sample_name} already has the target label {clash[0]!r}")
+                labels = target + labels
                 key = tuple(pair for pair in labels if pair[0] not in ("le", "quantile"))
                 point.setdefault(key, []).append((sample_name, labels, value))
             for key, samples in point.items():
-                groups.setdefault(key, []).append((seconds, samples))
+                points = groups.setdefault(key, [])
+                if points and points[-1][0] == seconds:
+                    shown = ",".join(f'{k}="{v}"' for k, v in key)
+                    raise ValueError(
+                        f"{where}: series {name}{{{shown}}} has two samples at t={seconds}; "
+                        "give each scrape its own time or its own target labels"
+                    )
+                points.append((seconds, samples))
     lines = []
     for name, groups in series.items():
         if helps[name]:
