@@ -1022,22 +1022,35 @@ def _chunks(data: bytes | memoryview, size: int = _CHUNK) -> Iterator[memoryview
         start = end
 
 
-def _file_chunks(path: Path, size: int = _CHUNK) -> Iterator[bytes]:
-    with open(path, "rb") as f:
-        carry = b""
+def _file_chunks(path: Path, size: int = _CHUNK) -> Iterator[memoryview]:
+    """Chunks of a file cut after a newline, read into one reused buffer.
+
+    Each chunk is only valid until the next one is requested (the reader consumes
+    chunks one at a time).
+    """
+    buf = bytearray(size)
+    view = memoryview(buf)
+    with open(path, "rb", buffering=0) as f:
+        carry = 0
         while True:
-            block = f.read(size)
-            if not block:
-                if carry:
-                    yield carry
+            if carry == len(buf):  # a line longer than the buffer: a bigger buffer
+                bigger = bytearray(2 * len(buf))
+                bigger[:carry] = buf
+                buf, view = bigger, memoryview(bigger)
+            got = f.readinto(view[carry:])
+            end = carry + (got or 0)
+            if not got:
+                if end:
+                    yield view[:end]
                 return
-            block = carry + block
-            cut = block.rfind(b"\n")
+            cut = buf.rfind(b"\n", 0, end)
             if cut < 0:
-                carry = block
+                carry = end
                 continue
-            carry = block[cut + 1 :]
-            yield block[: cut + 1]
+            yield view[: cut + 1]
+            rest = end - cut - 1
+            buf[:rest] = buf[cut + 1 : end]
+            carry = rest
 
 
 def _detect(first: bytes) -> str:
@@ -1124,8 +1137,9 @@ def _read_lines(chunks: Iterator[bytes | memoryview], name: str, fmt: str, polic
     for chunk in chunks:
         if len(chunk) and bytes(chunk[-1:]) != b"\n":
             chunk = bytes(chunk) + b"\n"
-        blocks.append(handle(work(chunk, line0), chunk, line0))
-        line0 += _count_nl(chunk)
+        result = work(chunk, line0)
+        blocks.append(handle(result, chunk, line0))
+        line0 += result[2] if result[0] is not None else _count_nl(chunk)
     return blocks, total, saw_summary
 
 
