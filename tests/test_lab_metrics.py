@@ -672,7 +672,7 @@ def test_format_value_round_trips():
     from hypothesis import given, settings
     from hypothesis import strategies as st
 
-    @settings(max_examples=300, deadline=None)
+    @settings(max_examples=200, deadline=None)
     @given(st.floats(allow_nan=False))
     def check(value):
         text = format_value(value)
@@ -692,7 +692,7 @@ def test_label_values_round_trip_through_both_readers():
     from hypothesis import given, settings
     from hypothesis import strategies as st
 
-    @settings(max_examples=150, deadline=None)
+    @settings(max_examples=60, deadline=None)
     @given(st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=30))
     def check(value):
         text = kube_proxy_metrics_text("n", sync_durations_seconds=[], rules_total={value: 7})
