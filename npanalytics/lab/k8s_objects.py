@@ -50,7 +50,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from .scenario import Addresses, PodSpec, Scenario
+from .scenario import Addresses, NodeSpec, PodSpec, Scenario, ServiceSpec
 
 __all__ = [
     "LAB_EPOCH",
@@ -236,7 +236,7 @@ def _pod_namespace(scenario: Scenario, pod: PodSpec) -> str:
     return next((s.namespace for s in scenario.services if _selects(s.selector, pod)), "default")
 
 
-def _service(scenario: Scenario, svc, addresses: Addresses, created: dt.datetime) -> dict[str, Any]:
+def _service(scenario: Scenario, svc: ServiceSpec, addresses: Addresses, created: dt.datetime) -> dict[str, Any]:
     ports = []
     for port in svc.ports:
         entry: dict[str, Any] = {}
@@ -270,7 +270,7 @@ def _service(scenario: Scenario, svc, addresses: Addresses, created: dt.datetime
 
 
 def _endpointslices(
-    scenario: Scenario, svc, members: list[PodSpec], addresses: Addresses,
+    scenario: Scenario, svc: ServiceSpec, members: list[PodSpec], addresses: Addresses,
     created: dt.datetime, at: dt.datetime,
 ) -> list[dict[str, Any]]:
     zones = {n.name: n.zone for n in scenario.nodes}
@@ -316,14 +316,14 @@ def _endpointslices(
             "kind": "EndpointSlice",
             "metadata": meta,
             "addressType": "IPv4",
-            "endpoints": chunk if chunk else [],
+            "endpoints": chunk,
             "ports": ports if chunk else [],
         }))
     return slices
 
 
 def _endpoints_object(
-    scenario: Scenario, svc, members: list[PodSpec], addresses: Addresses,
+    scenario: Scenario, svc: ServiceSpec, members: list[PodSpec], addresses: Addresses,
     created: dt.datetime, at: dt.datetime,
 ) -> dict[str, Any]:
     def address(pod: PodSpec) -> dict[str, Any]:
@@ -424,7 +424,7 @@ def _pod(scenario: Scenario, pod: PodSpec, addresses: Addresses, created: dt.dat
     })
 
 
-def _node(scenario: Scenario, node, addresses: Addresses, created: dt.datetime) -> dict[str, Any]:
+def _node(scenario: Scenario, node: NodeSpec, addresses: Addresses, created: dt.datetime) -> dict[str, Any]:
     labels = {
         "kubernetes.io/arch": NODE_INFO["architecture"],
         HOSTNAME_LABEL: node.name,
