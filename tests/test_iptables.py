@@ -463,3 +463,31 @@ def test_live_save_matches_recorded(need_root, need_binary, flavour, tmp_path):
 
 def test_replace_is_dataclass():  # ServicePort stays a frozen dataclass the tests can vary
     assert dataclasses.is_dataclass(ServicePort)
+
+
+def test_fast_paths_match_the_full_grammar():
+    """The inline fast paths of the line scan give what the full per-line grammar gives."""
+    from npanalytics.collectors import iptables as mod
+
+    rng = random.Random(5)
+    sps = []
+    for i in range(150):
+        k = rng.randint(1, 6)
+        sps.append(ServicePort(
+            f"ns{i % 7}", f"s{i}", rng.choice(["", "http"]), rng.choice(["tcp", "udp"]),
+            f"198.19.1.{i}", 80, node_port=30000 + i if i % 3 else None,
+            external_traffic_policy="Local" if i % 5 == 0 else "Cluster",
+            session_affinity="ClientIP" if i % 4 == 0 else "None",
+            endpoints=tuple(Endpoint(f"198.18.{64 + i % 50}.{j + 1}", 8080, f"n{j % 3}") for j in range(k)),
+        ))
+    for comments in (False, True):
+        for text in (render_iptables(sps, "n1", cluster_cidr="198.18.64.0/18", comments=comments),
+                     saved_form(render_iptables(sps, "n1", comments=comments))):
+            fast = read_iptables_save(text)
+            r = mod._Reader()
+            for lineno, line in enumerate(text.splitlines(), 1):
+                r.line(line, lineno)
+            services, endpoints = mod._frames(r)
+            pd.testing.assert_frame_equal(fast.services, services)
+            pd.testing.assert_frame_equal(fast.endpoints, endpoints)
+            assert len(fast.endpoints) >= 150

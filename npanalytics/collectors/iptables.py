@@ -640,6 +640,7 @@ def _scan(lines: list[str], r: _Reader, bad: BadLines, *, strict: bool) -> bool:
     all at once at the end; the return value says whether they were all valid.
     """
     lb = r.lb
+    svcs = r.svcs
     seps = r.seps
     cache = r.prob_cache
     counters_ok = _COUNTERS.fullmatch
@@ -684,20 +685,38 @@ def _scan(lines: list[str], r: _Reader, bad: BadLines, *, strict: bool) -> bool:
                         if p >= 0 and 0 < int(port) < 65536:
                             seps[chain] = (host, int(port), rest[p + 3:].partition(" ")[0])
                             continue
-            elif (pre == _SVC or pre == _SVL or pre == _XLB) and chain in lb:
-                if rest[:3] == "-j ":
-                    target = rest[3:]
-                else:
-                    target = rest[rest.rfind(" -j ") + 4:]
-                if (
-                    target[:9] == _SEP and " " not in target and "--comment" not in rest
-                    and "-m recent" not in rest and (head is not None or "-c " not in rest)
-                ):
-                    k = rest.find("--probability ")
-                    prob = rest[k + 14:].partition(" ")[0] if k >= 0 else "1"
-                    if prob in cache:
-                        lb[chain].append((target, prob, head, None, lineno))
-                        continue
+            elif pre == _SVC or pre == _SVL or pre == _XLB:
+                svc = svcs.get(chain[9:])
+                if svc is not None and chain in svc.chains.values():
+                    if rest[:3] == "-j ":
+                        target = rest[3:]
+                    else:
+                        target = rest[rest.rfind(" -j ") + 4:]
+                    if " " in target or (
+                        "--comment" in rest and (rest.count('"') != 2 or '--comment "' not in rest)
+                    ):
+                        pass  # unusual shape: the full grammar below
+                    elif target[:9] == _SEP:
+                        k = rest.find("-m recent --rcheck --seconds ")
+                        if k >= 0:
+                            secs = rest[k + 29:].partition(" ")[0]
+                            if secs.isdigit():
+                                r.affinity[chain] = int(secs)
+                                continue
+                        elif (
+                            "--comment" not in rest and "-m recent" not in rest
+                            and (head is not None or "-c " not in rest)
+                        ):
+                            k = rest.find("--probability ")
+                            prob = rest[k + 14:].partition(" ")[0] if k >= 0 else "1"
+                            if prob in cache:
+                                rules = lb.get(chain)
+                                if rules is None:
+                                    rules = lb[chain] = []
+                                rules.append((target, prob, head, None, lineno))
+                                continue
+                    elif target == "KUBE-MARK-MASQ" and svc.name is not None and pre != _XLB:
+                        continue  # the masquerade rule of off-cluster ClusterIP traffic
             r.lineno = lineno
             if not rest.strip():
                 raise _BadRule("a rule body after the chain name")
