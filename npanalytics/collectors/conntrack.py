@@ -1138,7 +1138,7 @@ def _read_lines(chunks: Iterator[bytes | memoryview], name: str, fmt: str, polic
         if len(chunk) and bytes(chunk[-1:]) != b"\n":
             chunk = bytes(chunk) + b"\n"
         result = work(chunk, line0)
-        blocks.append(handle(result, chunk, line0))
+        blocks.append(_Packed(handle(result, chunk, line0)))
         line0 += result[2] if result[0] is not None else _count_nl(chunk)
     return blocks, total, saw_summary
 
@@ -1266,7 +1266,7 @@ def _read_xml(data: bytes, name: str, policy: BadLines) -> list[_Block]:
             last = len(lines)
             policy.bad(last, "</conntrack> (the XML dump is truncated)", lines[-1].decode("utf-8", "replace"))
             records = [r for r in records if r[0] != last]
-    return [_Block.from_records(records)]
+    return [_Packed(_Block.from_records(records))]
 
 
 # ---------------------------------------------------------------------------------------
@@ -1314,8 +1314,48 @@ def _merge_words(blocks: list[_Block]) -> tuple[np.ndarray, list[str]]:
     return codes.astype(np.int32), words
 
 
-def _assemble(blocks: list[_Block], node_port_range: tuple[int, int]) -> pd.DataFrame:
-    blocks = [b for b in blocks if len(b.lineno)]
+_OUT_SLOTS = [(j, slot, col) for j, (slot, col, _) in enumerate(_NUM_SLOTS) if col is not None]
+_INT32_SLOTS = {j for j, _, col in _OUT_SLOTS if SCHEMAS["conntrack_flows"].column(col).dtype == "Int32"}
+
+
+class _Packed:
+    """A block reduced to the output columns, in their final dtypes (absent columns: None)."""
+
+    __slots__ = ("n", "lineno", "nums", "present", "strs", "flags", "words", "keys")
+
+    def __init__(self, b: _Block) -> None:
+        self.n = len(b.lineno)
+        self.lineno = b.lineno
+        self.nums: dict[int, np.ndarray | None] = {}
+        self.present: dict[int, np.ndarray | None] = {}
+        for j, _, _ in _OUT_SLOTS:
+            pres = b.present[j]
+            if pres.any():
+                self.nums[j] = b.nums[j].astype(np.int32 if j in _INT32_SLOTS else np.int64)
+                self.present[j] = pres.copy()
+            else:
+                self.nums[j] = self.present[j] = None
+        self.strs = {j: b.strs[j].copy() for j in range(len(_STR_SLOTS))}
+        self.flags = {k: b.flags[k].copy() for k in range(len(_FLAGS))}
+        self.words = b.words
+        self.keys = b.keys
+
+
+def _take_column(blocks: list[_Packed], attr: str, j: int, dtype, fill) -> np.ndarray:
+    """Concatenate column ``j`` of every block, releasing each piece as it goes."""
+    total = sum(b.n for b in blocks)
+    out = np.empty(total, dtype)
+    pos = 0
+    for b in blocks:
+        piece = getattr(b, attr).pop(j)
+        out[pos : pos + b.n] = fill if piece is None else piece
+        pos += b.n
+    return out
+
+
+def _assemble(blocks: list[_Packed], node_port_range: tuple[int, int]) -> pd.DataFrame:
+    """The frame, built column by column while the blocks' pieces are released."""
+    blocks = [b for b in blocks if b.n]
     if not blocks:
         return empty_frame("conntrack_flows")
     indices, words = _merge_words(blocks)
@@ -1323,37 +1363,31 @@ def _assemble(blocks: list[_Block], node_port_range: tuple[int, int]) -> pd.Data
     rank = np.empty(len(words), np.int64)
     rank[order] = np.arange(len(words))
     by_rank = [words[i] for i in order]
-    strs_parts = []
     offset = 0
     for b in blocks:
         remap = np.append(indices[offset : offset + len(b.words)], np.int32(len(words)))
         offset += len(b.words)
-        strs_parts.append(remap[b.strs])
-    lineno = np.concatenate([b.lineno for b in blocks])
-    out: dict[str, object] = {"lineno": lineno}
+        for j in b.strs:
+            b.strs[j] = remap[b.strs[j]]
+        b.words = b.keys = None
+    out: dict[str, object] = {"lineno": np.concatenate([b.lineno for b in blocks])}
+    for b in blocks:
+        b.lineno = None
     nums = {}
     spec = SCHEMAS["conntrack_flows"]
-    for j, (slot, col, _) in enumerate(_NUM_SLOTS):
-        if col is None and slot not in ("orig_dport",):
-            continue
-        values = np.concatenate([b.nums[j] for b in blocks])
-        mask = np.concatenate([b.present[j] for b in blocks])
+    for j, slot, col in _OUT_SLOTS:
+        int32 = j in _INT32_SLOTS
+        values = _take_column(blocks, "nums", j, np.int32 if int32 else np.int64, 0)
+        mask = _take_column(blocks, "present", j, bool, False)
         np.logical_not(mask, out=mask)
         nums[slot] = (values, mask)
-        dtype = spec.column(col).dtype
-        if dtype == "Int32":
-            arr = pd.arrays.IntegerArray(values.astype(np.int32), mask)
-        elif dtype == "int64":
-            arr = values
-        else:
-            arr = pd.arrays.IntegerArray(values, mask)
-        out[col] = arr
+        out[col] = values if spec.column(col).dtype == "int64" else pd.arrays.IntegerArray(values, mask)
     sc = {}
     for j, (slot, col) in enumerate(_STR_SLOTS):
-        sc[slot] = np.concatenate([p[j] for p in strs_parts])
+        sc[slot] = _take_column(blocks, "strs", j, np.int32, -1)
         out[col] = _categorical(sc[slot], words, rank, by_rank)
     for k, col in enumerate(_FLAG_COLUMNS):
-        out[col] = np.concatenate([b.flags[k] for b in blocks])
+        out[col] = _take_column(blocks, "flags", k, bool, False)
     out["service_ip"] = out["orig_dst_ip"]
     out["service_port"] = out["orig_dst_port"]
     out["backend_ip"] = out["reply_src_ip"]
