@@ -16,6 +16,11 @@ Two deliberate differences from kube-proxy's own restore input, so that one
   ``-I`` leaves them (the rule inserted last comes first);
 - no ``nfacct`` rule for localhost NodePorts (the lab has no nfacct objects).
 
+kube-proxy's ``KUBE-FIREWALL`` rule ("block incoming localnet connections",
+written for IPv4 with localhost NodePorts on, the default) is rendered; the
+``INPUT``/``OUTPUT`` jumps to it are kubelet's and are not. ``KUBE-PROXY-CANARY``
+(created with ``iptables -N``, never in the restore input) is not rendered either.
+
 kube-proxy iterates Services in Go map order; here Service ports are written
 sorted by ``(service_port_name, protocol)`` so that the output is
 deterministic. Load-balancer IPs, source ranges (``KUBE-FW``), health-check
