@@ -8,8 +8,9 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
-# Debian packages the tests use: the lab's kernel data plane and the conntrack tools.
-APT_PACKAGES := iptables nftables conntrack iproute2 procps
+# Debian packages the tests use: the lab's kernel data plane, the conntrack tools, and
+# prometheus/promtool (the metrics writers are checked against the real server).
+APT_PACKAGES := iptables nftables conntrack iproute2 procps prometheus
 PYTEST_ARGS ?=
 
 .PHONY: report test venv system-deps bench clean
