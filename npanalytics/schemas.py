@@ -170,6 +170,16 @@ _CONNTRACK_STATS = FrameSpec(
 )
 
 
+# The columns that name a Service port in every proxy frame, whatever the mode.
+_SERVICE_PORT_KEY = (
+    _c("proxy_mode", "category", "", "iptables, nftables or ipvs"),
+    _c("namespace", "category", "", "Service namespace; NA when it cannot be recovered"),
+    _c("service", "category", "", "Service name; NA when it cannot be recovered"),
+    _c("port_name", "category", "", "Service port name ('' for an unnamed port)"),
+    _c("service_port_name", "category", "", "kube-proxy's 'namespace/service:port_name' key"),
+    _c("protocol", "category", "", "tcp, udp or sctp"),
+)
+
 # IPVS statistics (ipvsadm --stats / --rate), optional columns of the proxy frames.
 _IPVS_COUNTERS = (
     ("connections_total", "connections", "connections scheduled (ipvsadm --stats Conns)"),
@@ -189,12 +199,7 @@ _PROXY_SERVICES = FrameSpec(
     "proxy_services",
     "Service port as programmed in one node's kube-proxy rules",
     (
-        _c("proxy_mode", "category", "", "iptables, nftables or ipvs"),
-        _c("namespace", "category", "", "Service namespace; NA when it cannot be recovered"),
-        _c("service", "category", "", "Service name; NA when it cannot be recovered"),
-        _c("port_name", "category", "", "Service port name ('' for an unnamed port)"),
-        _c("service_port_name", "category", "", "kube-proxy's 'namespace/service:port_name' key"),
-        _c("protocol", "category", "", "tcp, udp or sctp"),
+        *_SERVICE_PORT_KEY,
         _c("cluster_ip", "category", "", "ClusterIP; NA when not programmed"),
         _c("port", "Int32", "", "Service (ClusterIP) port; NA when not programmed"),
         _c("node_port", "Int32", "", "nodePort; NA when the Service port has none"),
@@ -222,12 +227,7 @@ _PROXY_ENDPOINTS = FrameSpec(
     "proxy_endpoints",
     "endpoint in one load-balancing chain of one Service port",
     (
-        _c("proxy_mode", "category", "", "iptables, nftables or ipvs"),
-        _c("namespace", "category", "", "Service namespace"),
-        _c("service", "category", "", "Service name"),
-        _c("port_name", "category", "", "Service port name"),
-        _c("service_port_name", "category", "", "kube-proxy's 'namespace/service:port_name' key"),
-        _c("protocol", "category", "", "tcp, udp or sctp"),
+        *_SERVICE_PORT_KEY,
         _c("endpoint_ip", "category", "", "endpoint (pod) address"),
         _c("endpoint_port", "Int32", "", "endpoint (target) port"),
         _c("chain", "category", "", "the load-balancing chain (KUBE-SVC/SVL-..., service-/local-..., or the IPVS virtual server)"),
