@@ -76,6 +76,9 @@ __all__ = [
     "sweep_frames",
     "record_sweep",
     "filler_service_ports",
+    "tool_versions",
+    "SUMMARY_COLUMNS",
+    "FIT_COLUMNS",
 ]
 
 SWEEP_MODES = ("iptables-legacy", "iptables-nft", "nftables")
