@@ -32,8 +32,15 @@ def test_register_adds_the_four_commands():
     args = parse("lab", "record", "node-sample", "--node", "node-a", "--out", "d")
     assert (args.node, args.func) == ("node-a", cli._cmd_record)
     assert parse("lab", "down", "--run-id", "abc").run_id == "abc"
+    args = parse("lab", "record", "etp-local-uneven", "--out", "d")  # a whole-run dataset
+    assert (args.node, args.raw_only, args.overwrite, args.name) == (None, False, False, None)
     with pytest.raises(SystemExit):
-        parse("lab", "record", "node-sample", "--out", "d")  # --node is required
+        parse("lab", "record", "node-sample", "--node", "node-a")  # --out is required
+
+
+def test_record_refuses_to_replace_a_dataset(capsys, tmp_path):
+    assert cli.main(["record", "etp-local-uneven", "--out", str(tmp_path)]) == 2
+    assert "exists; pass --overwrite to replace it" in capsys.readouterr().err
 
 
 def test_up_bounds_its_lifetime(capsys):

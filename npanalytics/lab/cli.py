@@ -7,8 +7,11 @@ alone as ``python -m npanalytics.lab.cli <command> ...``.
   (or S seconds, default 600); everything is torn down when the command ends.
 - ``lab run SCENARIO [--out DIR]``: build, send the traffic, collect the dumps, tear
   down; print a JSON summary (and write the dumps under DIR).
-- ``lab record SCENARIO --node NODE --out DIR``: like ``run``, then write NODE's dumps
-  as a dataset folder (``raw/`` plus ``recording.json``).
+- ``lab record SCENARIO --out DIR [--name NAME] [--overwrite]``: like ``run``, then save
+  the run as a dataset (every node's dumps, ground truth, rule loads, Kubernetes objects,
+  metrics; see :mod:`npanalytics.lab.record`), written atomically.
+- ``lab record SCENARIO --node NODE --out DIR`` (``--raw-only`` is implied): write only
+  NODE's dumps and ``recording.json`` (what ``scripts/build_node_sample.py`` reads).
 - ``lab down [--run-id ID]``: delete every ``npa-lab-*`` namespace (or only run ID's) that
   a crashed run left behind.
 
@@ -51,10 +54,15 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     run.add_argument("scenario")
     run.add_argument("--out", help="write the raw dumps and ground truth to this folder")
     run.set_defaults(func=_cmd_run)
-    rec = sub.add_parser("record", help="run a scenario and save one node's dumps as a dataset")
+    rec = sub.add_parser("record", help="run a scenario and save it as a dataset")
     rec.add_argument("scenario")
-    rec.add_argument("--node", required=True, help="the node whose dumps are saved")
-    rec.add_argument("--out", required=True, help="dataset folder (raw/ and recording.json)")
+    rec.add_argument("--out", required=True, help="dataset folder to write")
+    rec.add_argument("--name", help="dataset name (default: the scenario's name)")
+    rec.add_argument("--description", help="dataset description (default: the scenario's)")
+    rec.add_argument("--overwrite", action="store_true", help="replace an existing dataset folder")
+    rec.add_argument("--node", help="write only this node's raw dumps (implies --raw-only)")
+    rec.add_argument("--raw-only", action="store_true",
+                     help="write one node's raw dumps and recording.json only (the node-sample build input)")
     rec.set_defaults(func=_cmd_record)
     down = sub.add_parser("down", help="delete npa-lab-* namespaces left by a crashed run")
     down.add_argument("--run-id", help="only the namespaces of this run (npa-lab-<run-id>-*)")
@@ -99,14 +107,27 @@ def _cmd_record(args: argparse.Namespace) -> int:
     from .runner import record_node_sample, run_scenario
     from .scenario import load_scenario
 
+    from pathlib import Path
+
     scenario = load_scenario(args.scenario)
     names = [n.name for n in scenario.nodes]
-    if args.node not in names:
+    if args.node is not None:
+        args.raw_only = True  # the node-sample build (scripts/build_node_sample.py) calls it so
+    if args.raw_only and args.node not in names:
         raise LabError(f"--node must be one of {', '.join(names)}; got {args.node!r}")
+    if not args.raw_only and Path(args.out).exists() and not args.overwrite:
+        raise LabError(f"{args.out} exists; pass --overwrite to replace it")
     result = run_scenario(scenario)
-    path = record_node_sample(result, args.node, args.out)
     print(json.dumps(result.summary()["requests_per_pod"], sort_keys=True))
-    print(f"recorded {args.node} into {path}")
+    if args.raw_only:
+        path = record_node_sample(result, args.node, args.out)
+        print(f"recorded {args.node} into {path}")
+        return 0
+    from .record import record_run
+
+    ds = record_run(result, args.name or scenario.name, args.description or scenario.description.strip())
+    path = ds.save(args.out, overwrite=args.overwrite)
+    print(f"recorded {ds!r} into {path}")
     return 0
 
 

@@ -56,13 +56,21 @@ class RunResult:
     traffic : list of dict
         The load generator's report per traffic segment (segments split at events).
     events : list of dict
-        The events applied, with the request index or second they were applied at.
+        The events applied, with the request index or second they were applied at, the UTC
+        ``time``, the ``pod_state`` flags after it and the pods' ``pod_counts`` just after
+        the rules were reloaded.
     commands : dict of str to str
         The commands that produced the dumps and loaded the rules, per proxy mode.
     run_id : str
         The tag in this run's namespace names.
     namespaces : list of str
         The namespaces the run used (all deleted when it returned).
+    traffic_started, traffic_finished : datetime.datetime
+        UTC bounds of the traffic (after the build, before the dumps).
+    dumps_before_events : list of dict
+        Per event, per node, the rule dump (with counters) taken just before the reload
+        that applied it (a reload resets the counters). With an ``at_second`` event the
+        connections opened between that dump and the node's reload are in neither dump.
     """
 
     scenario: Scenario
@@ -78,6 +86,9 @@ class RunResult:
     commands: dict[str, Any]
     run_id: str = ""
     namespaces: list[str] = dataclasses.field(default_factory=list)
+    traffic_started: dt.datetime | None = None
+    traffic_finished: dt.datetime | None = None
+    dumps_before_events: list[dict[str, dict[str, str]]] = dataclasses.field(default_factory=list)
 
     def requests_per_pod(self) -> dict[str, int]:
         """Requests each pod counted itself (all client addresses together)."""
@@ -145,6 +156,7 @@ def _traffic_args(topology: Topology, requests: int, max_seconds: float) -> list
         args += ["--source", ip]
     args += ["--mode", sc.traffic.mode,
              "--requests-per-connection", str(sc.traffic.requests_per_connection),
+             "--connections", str(sc.traffic.connections),
              "--requests", str(requests), "--max-seconds", f"{max_seconds:.3f}"]
     return args
 
@@ -160,9 +172,14 @@ def _drive(topology: Topology) -> tuple[list[dict[str, Any]], list[dict[str, Any
 
     def apply(event: Any, **where: Any) -> None:
         with lock:
+            when = dt.datetime.now(dt.timezone.utc)
             loads = topology.apply_event(event.pod, event.action)
-        applied.append({"pod": event.pod, "action": event.action, **where,
-                        "load_seconds": [x.duration_seconds for x in loads]})
+            counts = topology.pod_counts()
+            applied.append({"pod": event.pod, "action": event.action, **where,
+                            "time": when.isoformat(),
+                            "load_seconds": [x.duration_seconds for x in loads],
+                            "pod_state": topology.pod_state_flags(),
+                            "pod_counts": counts})
 
     def timed(event: Any) -> None:
         try:
@@ -232,9 +249,13 @@ def run_scenario(
     scenario = _as_scenario(spec)
     started = dt.datetime.now(dt.timezone.utc)
     with lab_up(scenario, renderer=renderer, run_id=run_id) as topology:
+        traffic_started = dt.datetime.now(dt.timezone.utc)
         traffic, events = _drive(topology)
+        traffic_finished = dt.datetime.now(dt.timezone.utc)
         pod_counts = topology.pod_counts()
         dumps = {node.name: topology.dump_node(node.name) for node in scenario.nodes}
+        dumps_before = list(topology.dumps_before_events)
+        rules_files = {node.name: topology.rules_file_name(node.name) for node in scenario.nodes}
         addresses = topology.addresses
         loads = list(topology.loads)
         namespaces = topology.namespaces()
@@ -258,6 +279,11 @@ def run_scenario(
         },
         run_id=topology.run_id,
         namespaces=namespaces,
+        traffic_started=traffic_started,
+        traffic_finished=traffic_finished,
+        dumps_before_events=[
+            {node: {rules_files[node]: text} for node, text in per_node.items()} for per_node in dumps_before
+        ],
     )
     if out is not None:
         write_run(result, out)
@@ -360,7 +386,7 @@ def record_node_sample(result: RunResult, node: str, directory: str | os.PathLik
         },
         "service": dataclasses.asdict(svc),
         "clients": {**dataclasses.asdict(sc.clients), "addresses": list(sc.addresses().client_ips),
-                    "nat_address": sc.addresses().client_gateway if sc.clients.addressing == "nat" else None},
+                    "nat_address": sc.addresses().client_gateway if sc.clients.has_nat else None},
         "traffic": {**dataclasses.asdict(sc.traffic), "requests_sent": sent,
                     "requests_ok_per_target": _sum_counts(seg["by_target"] for seg in result.traffic),
                     "requests_ok_per_pod": _sum_counts(seg["by_pod"] for seg in result.traffic)},

@@ -21,10 +21,12 @@ A scenario is a YAML mapping::
         sessionAffinityConfig: {clientIP: {timeoutSeconds: 10800}}
         ports: [{name: http, port: 80, targetPort: 8080, nodePort: 30080, protocol: TCP}]
     clients: {count: 8, addressing: distinct}   # distinct | nat (all behind one NAT)
+    # or {count: 2, addressing: distinct, nat_count: 4}: 2 own addresses + 4 hosts behind one NAT
     traffic:
       node_weights: {node-a: 1, node-b: 1}      # how an external LB spreads connections
       mode: new-connection-per-request          # or keep-alive
       requests_per_connection: 1                # keep-alive only
+      connections: 1                            # keep-alive only: connections open at once
       requests: 600
       max_seconds: 30
     events:                                     # optional
@@ -83,6 +85,8 @@ MAX_CLIENTS = 2000  # fits 198.18.200.0/21
 MAX_NAT_CLIENTS = 1000  # fits 198.18.208.0/22
 MAX_REQUESTS = 200_000
 MAX_SECONDS = 600.0
+MAX_PARALLEL_CONNECTIONS = 256
+MAX_SCENARIO_NAME = 40
 
 # The address plan (all inside 198.18.0.0/15, avoiding 198.18.{10,20,30}.0/24).
 FABRIC_NETWORK = ipaddress.ip_network("198.18.0.0/24")
@@ -147,10 +151,30 @@ class ServiceSpec:
 
 @dataclasses.dataclass(frozen=True)
 class ClientSpec:
-    """The external clients: ``count`` source addresses, or ``count`` hosts behind one NAT."""
+    """The external clients: ``count`` source addresses, or ``count`` hosts behind one NAT.
+
+    With ``addressing: distinct`` and ``nat_count: k``, ``k`` more hosts sit behind one
+    NAT next to the ``count`` clients that keep their own address.
+    """
 
     count: int = 1
     addressing: str = "distinct"
+    nat_count: int = 0
+
+    @property
+    def distinct_count(self) -> int:
+        """Clients whose own address reaches the nodes."""
+        return self.count if self.addressing == "distinct" else 0
+
+    @property
+    def nat_hosts(self) -> int:
+        """Clients behind the NAT."""
+        return self.count if self.addressing == "nat" else self.nat_count
+
+    @property
+    def has_nat(self) -> bool:
+        """Whether the run has a NAT namespace."""
+        return self.nat_hosts > 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -162,6 +186,7 @@ class TrafficSpec:
     requests_per_connection: int = 1
     requests: int = 100
     max_seconds: float = 30.0
+    connections: int = 1  # keep-alive: connections kept open at once
     service: str = ""  # default: the first service
     port_name: str = ""  # default: its first port
 
@@ -230,8 +255,10 @@ class Scenario:
             for j, pod in enumerate(on_node):
                 pod_ips[pod.name] = str(base + 10 + j)
         cluster_ips = {s.name: str(CLUSTER_IP_BASE + k) for k, s in enumerate(self.services)}
-        network = DISTINCT_CLIENT_NETWORK if self.clients.addressing == "distinct" else NAT_INSIDE_NETWORK
-        client_ips = tuple(str(network.network_address + 10 + k) for k in range(self.clients.count))
+        client_ips = tuple(
+            [str(DISTINCT_CLIENT_NETWORK.network_address + 10 + k) for k in range(self.clients.distinct_count)]
+            + [str(NAT_INSIDE_NETWORK.network_address + 10 + k) for k in range(self.clients.nat_hosts)]
+        )
         return Addresses(node_ips, pod_cidrs, pod_ips, cluster_ips, client_ips, str(CLIENT_GATEWAY))
 
     def service_ports(
@@ -341,12 +368,12 @@ def _bool(value: Any, field: str) -> bool:
     return value
 
 
-def _name(value: Any, field: str) -> str:
-    ok = isinstance(value, str) and 0 < len(value) <= 20 and value[0].isalnum() and all(
+def _name(value: Any, field: str, max_length: int = 20) -> str:
+    ok = isinstance(value, str) and 0 < len(value) <= max_length and value[0].isalnum() and all(
         c.isalnum() or c == "-" for c in value
     )
     if not ok:
-        raise _fail(field, f"expected a short DNS-style name (letters, digits, '-'; <= 20), got {value!r}")
+        raise _fail(field, f"expected a short DNS-style name (letters, digits, '-'; <= {max_length}), got {value!r}")
     return value
 
 
@@ -373,7 +400,8 @@ def scenario_from_dict(data: Mapping[str, Any]) -> Scenario:
     """
     data = _mapping(data, "(top level)")
     _keys(data, _TOP_KEYS, "(top level)")
-    name = _name(_require(data, "name", "(top level)"), "name")
+    # the scenario name is in no namespace or interface name, so it may be longer
+    name = _name(_require(data, "name", "(top level)"), "name", MAX_SCENARIO_NAME)
 
     nodes = []
     for i, raw in enumerate(_list(_require(data, "nodes", "(top level)"), "nodes")):
@@ -469,17 +497,20 @@ def scenario_from_dict(data: Mapping[str, Any]) -> Scenario:
 
     f = "clients"
     raw = _mapping(data.get("clients", {}), f)
-    _keys(raw, ("count", "addressing"), f)
+    _keys(raw, ("count", "addressing", "nat_count"), f)
     clients = ClientSpec(
         count=_int(raw.get("count", 1), f"{f}.count", 1,
                    MAX_CLIENTS if raw.get("addressing", "distinct") == "distinct" else MAX_NAT_CLIENTS),
         addressing=_choice(raw.get("addressing", "distinct"), ADDRESSING, f"{f}.addressing"),
+        nat_count=_int(raw.get("nat_count", 0), f"{f}.nat_count", 0, MAX_NAT_CLIENTS),
     )
+    if clients.addressing == "nat" and clients.nat_count:
+        raise _fail(f"{f}.nat_count", "only with addressing distinct (with nat, all clients are behind the NAT)")
 
     f = "traffic"
     raw = _mapping(_require(data, "traffic", "(top level)"), f)
-    _keys(raw, ("node_weights", "mode", "requests_per_connection", "requests", "max_seconds",
-                "service", "port_name"), f)
+    _keys(raw, ("node_weights", "mode", "requests_per_connection", "connections", "requests",
+                "max_seconds", "service", "port_name"), f)
     weights_raw = _mapping(raw.get("node_weights", {n: 1 for n in node_names}), f"{f}.node_weights")
     weights = {}
     for node, weight in weights_raw.items():
@@ -491,6 +522,9 @@ def scenario_from_dict(data: Mapping[str, Any]) -> Scenario:
     per_conn = _int(raw.get("requests_per_connection", 1), f"{f}.requests_per_connection", 1, 100_000)
     if mode == "new-connection-per-request" and per_conn != 1:
         raise _fail(f"{f}.requests_per_connection", "must be 1 with mode new-connection-per-request")
+    parallel = _int(raw.get("connections", 1), f"{f}.connections", 1, MAX_PARALLEL_CONNECTIONS)
+    if mode == "new-connection-per-request" and parallel != 1:
+        raise _fail(f"{f}.connections", "must be 1 with mode new-connection-per-request")
     service_name = str(raw.get("service", ""))
     if service_name:
         _choice(service_name, tuple(s.name for s in services), f"{f}.service")
@@ -504,6 +538,7 @@ def scenario_from_dict(data: Mapping[str, Any]) -> Scenario:
         requests_per_connection=per_conn,
         requests=_int(_require(raw, "requests", f), f"{f}.requests", 1, MAX_REQUESTS),
         max_seconds=_number(raw.get("max_seconds", 30.0), f"{f}.max_seconds", 0.1, MAX_SECONDS),
+        connections=parallel,
         service=service_name,
         port_name=port_name,
     )

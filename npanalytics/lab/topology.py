@@ -22,6 +22,7 @@ namespace; each load's wall-clock duration is the lab's "sync proxy rules" time.
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import json
 import re
 import secrets
@@ -139,6 +140,7 @@ class RuleLoad:
     duration_seconds: float
     rule_count: int
     command: str
+    started: str = ""  # UTC ISO 8601 time the load started
 
 
 class Topology:
@@ -177,6 +179,8 @@ class Topology:
         self.pod_state: dict[str, PodSpec] = {p.name: p for p in scenario.pods if not p.start_absent}
         self.loads: list[RuleLoad] = []
         self.rules_text: dict[str, str] = {}
+        #: per event, each node's rule dump (with counters) taken just before the reload
+        self.dumps_before_events: list[dict[str, str]] = []
         self._servers: dict[str, Any] = {}
         self.built = False
 
@@ -192,7 +196,7 @@ class Topology:
         """Every namespace name this topology uses (whether built yet or not)."""
         names = [self.fabric_ns, *(self.node_ns(n.name) for n in self.scenario.nodes),
                  *(self.pod_ns(p.name) for p in self.scenario.pods), self.clients_ns]
-        return names + ([self.nat_ns] if self.scenario.clients.addressing == "nat" else [])
+        return names + ([self.nat_ns] if self.scenario.clients.has_nat else [])
 
     # -- building ---------------------------------------------------------------------------
     def build(self) -> None:
@@ -235,7 +239,7 @@ class Topology:
         s.ip(ns, "link", "set", inner, "up")
 
     def _client_network(self) -> str | None:
-        if self.scenario.clients.addressing == "distinct":
+        if self.scenario.clients.distinct_count:
             from .scenario import DISTINCT_CLIENT_NETWORK
 
             return str(DISTINCT_CLIENT_NETWORK)
@@ -256,7 +260,7 @@ class Topology:
     def _add_clients(self, prefix: str) -> None:
         s, a = self.session, self.addresses
         s.add_namespace(self.clients_ns)
-        if self.scenario.clients.addressing == "distinct":
+        if not self.scenario.clients.has_nat:
             self._fabric_port(self.clients_ns, "fc0", "eth0", f"{a.client_gateway}/{prefix}")
             for ip in a.client_ips:
                 s.ip(self.clients_ns, "addr", "add", f"{ip}/32", "dev", "eth0")
@@ -271,16 +275,24 @@ class Topology:
         s.add_veth(self.nat_ns, "eth1", self.clients_ns, "eth0")
         s.ip(self.nat_ns, "addr", "add", f"{inside_gw}/{inside_len}", "dev", "eth1")
         s.ip(self.nat_ns, "link", "set", "eth1", "up")
+        distinct = set(a.client_ips[: self.scenario.clients.distinct_count])
         for ip in a.client_ips:
-            s.ip(self.clients_ns, "addr", "add", f"{ip}/{inside_len}", "dev", "eth0")
+            # distinct clients keep their address through the NAT (only the inside network
+            # is masqueraded), so that one run can mix them with NATed hosts
+            s.ip(self.clients_ns, "addr", "add", f"{ip}/{32 if ip in distinct else inside_len}", "dev", "eth0")
         s.ip(self.clients_ns, "link", "set", "eth0", "up")
         s.ip(self.clients_ns, "route", "add", "default", "via", inside_gw)
+        if distinct:
+            from .scenario import DISTINCT_CLIENT_NETWORK
+
+            s.ip(self.nat_ns, "route", "add", str(DISTINCT_CLIENT_NETWORK), "dev", "eth1")
+        inside = str(NAT_INSIDE_NETWORK)
         if shutil.which("iptables-legacy-restore"):
-            rules = "*nat\n-A POSTROUTING -o eth0 -j MASQUERADE\nCOMMIT\n"
+            rules = f"*nat\n-A POSTROUTING -s {inside} -o eth0 -j MASQUERADE\nCOMMIT\n"
             s.exec(self.nat_ns, ["iptables-legacy-restore"], input=rules)
         else:
             rules = "table ip npa-nat {\n chain post {\n  type nat hook postrouting priority 100;\n" \
-                    "  oifname \"eth0\" masquerade\n }\n}\n"
+                    f"  ip saddr {inside} oifname \"eth0\" masquerade\n }}\n}}\n"
             s.exec(self.nat_ns, ["nft", "-f", "-"], input=rules)
 
     # -- pod servers ------------------------------------------------------------------------
@@ -333,6 +345,7 @@ class Topology:
         command = LOAD_COMMANDS.get(mode)
         if command is None:
             raise LabError(f"proxy_mode {mode!r} cannot be programmed in this lab")
+        started = dt.datetime.now(dt.timezone.utc).isoformat()
         _, seconds = self.session.timed_exec(ns, command, input=text)
         if mode == "nftables":
             listing = self.session.exec(ns, ["nft", "-a", "list", "table", "ip", "kube-proxy"]).stdout
@@ -340,7 +353,7 @@ class Topology:
         else:
             rules = count_rules(text, mode)
         self.rules_text[node] = text
-        load = RuleLoad(node, mode, reason, seconds, rules, " ".join(command))
+        load = RuleLoad(node, mode, reason, seconds, rules, " ".join(command), started)
         self.loads.append(load)
         return load
 
@@ -357,7 +370,28 @@ class Topology:
         else:
             raise LabError(f"unknown event action {action!r}")
         self.pod_state[pod] = new
+        # a reload resets the rule counters: keep what they counted until now
+        self.dumps_before_events.append({n.name: self.dump_rules(n.name) for n in self.scenario.nodes})
         return [self.load_rules(n.name, reason=f"{pod} {action}") for n in self.scenario.nodes]
+
+    def pod_state_flags(self) -> dict[str, dict[str, bool]]:
+        """Every scenario pod's ``ready``/``serving``/``terminating``/``present`` now."""
+        flags = {}
+        for spec in self.scenario.pods:
+            pod = self.pod_state.get(spec.name, spec)
+            flags[spec.name] = {"ready": pod.ready, "serving": pod.serving,
+                                "terminating": pod.terminating,
+                                "present": spec.name in self.pod_state and not pod.start_absent}
+        return flags
+
+    def rules_file_name(self, node: str) -> str:
+        """``nft-ruleset.txt`` or ``iptables-save.txt``, after the node's proxy mode."""
+        return "nft-ruleset.txt" if self.scenario.node(node).proxy_mode == "nftables" else "iptables-save.txt"
+
+    def dump_rules(self, node: str) -> str:
+        """The node's rules with counters (``iptables-*-save -c`` / ``nft list ruleset``)."""
+        mode = self.scenario.node(node).proxy_mode
+        return self.session.exec(self.node_ns(node), SAVE_COMMANDS[mode]).stdout
 
     # -- dumps ------------------------------------------------------------------------------
     def dump_node(self, node: str) -> dict[str, str]:

@@ -10,7 +10,8 @@
 Connections go to the targets in smooth weighted round-robin order (what an
 external load balancer with weights does); each target takes the sources in turn. With
 ``--mode keep-alive`` each connection carries ``--requests-per-connection``
-requests. It stops at ``--requests`` requests or ``--max-seconds``, whichever
+requests, and ``--connections K`` keeps K of them open at once, taking the requests
+in turn (long-lived connections, as a client pool holds them). It stops at ``--requests`` requests or ``--max-seconds``, whichever
 comes first, and prints one JSON object: outcome counts, requests per target and
 per answering pod, and the TCP connect latency of every connection in seconds.
 
@@ -34,6 +35,7 @@ __all__ = ["Target", "weighted_order", "generate", "main"]
 
 MAX_REQUESTS = 200_000
 MAX_SECONDS = 600.0
+MAX_CONNECTIONS = 256
 REQUEST_TIMEOUT_SECONDS = 2.0
 
 
@@ -86,51 +88,64 @@ def generate(
     requests: int,
     max_seconds: float,
     requests_per_connection: int = 1,
+    connections: int = 1,
     timeout: float = REQUEST_TIMEOUT_SECONDS,
 ) -> dict[str, Any]:
-    """Send the requests and return the report (see the module docstring)."""
+    """Send the requests and return the report (see the module docstring).
+
+    ``connections`` keep-alive connections are open at once and take the requests in
+    turn; a connection that has carried ``requests_per_connection`` requests is closed
+    and replaced by a new one (to the next target in weighted order).
+    """
     requests = min(int(requests), MAX_REQUESTS)
     max_seconds = min(float(max_seconds), MAX_SECONDS)
     per_conn = max(1, int(requests_per_connection))
-    n_conns = -(-requests // per_conn)
-    order = weighted_order([t.weight for t in targets], n_conns)
+    parallel = max(1, min(int(connections), MAX_CONNECTIONS))
+    order = iter(weighted_order([t.weight for t in targets], -(-requests // per_conn) + parallel))
     outcomes: Counter[str] = Counter()
     by_target: Counter[str] = Counter()
     by_pod: Counter[str] = Counter()
     connect_latency: list[float] = []
     per_target = [0] * len(targets)
+    slots: list[list[Any]] = [[None, None, 0] for _ in range(parallel)]  # conn, target, requests left
     sent = 0
     start = time.monotonic()
     stopped = "requests"
-    for ti in order:
-        if time.monotonic() - start >= max_seconds:
-            stopped = "max_seconds"
-            break
-        target = targets[ti]
-        # sources rotate per target, so that every target sees every source evenly
-        # (one rotation across targets would pin source k to target k mod len(targets))
-        source = sources[per_target[ti] % len(sources)] if sources else ""
-        per_target[ti] += 1
-        conn = http.client.HTTPConnection(
-            target.host, target.port, timeout=timeout,
-            source_address=(source, 0) if source else None,
-        )
-        try:
-            t0 = time.perf_counter()
-            conn.connect()
-            connect_latency.append(time.perf_counter() - t0)
-            outcomes["connections"] += 1
-        except (OSError, socket.timeout) as exc:
-            outcomes[f"connect_error:{type(exc).__name__}"] += 1
-            lost = min(per_conn, requests - sent)
-            sent += lost
-            outcomes["requests_failed"] += lost
-            conn.close()
-            if sent >= requests:
+    k = 0
+    try:
+        while sent < requests:
+            if time.monotonic() - start >= max_seconds:
+                stopped = "max_seconds"
                 break
-            continue
-        for _ in range(min(per_conn, requests - sent)):
+            slot = slots[k % parallel]
+            k += 1
+            if slot[0] is None:
+                ti = next(order)
+                target = targets[ti]
+                # sources rotate per target, so that every target sees every source evenly
+                # (one rotation across targets would pin source k to target k mod len(targets))
+                source = sources[per_target[ti] % len(sources)] if sources else ""
+                per_target[ti] += 1
+                conn = http.client.HTTPConnection(
+                    target.host, target.port, timeout=timeout,
+                    source_address=(source, 0) if source else None,
+                )
+                try:
+                    t0 = time.perf_counter()
+                    conn.connect()
+                    connect_latency.append(time.perf_counter() - t0)
+                    outcomes["connections"] += 1
+                except (OSError, socket.timeout) as exc:
+                    outcomes[f"connect_error:{type(exc).__name__}"] += 1
+                    lost = min(per_conn, requests - sent)
+                    sent += lost
+                    outcomes["requests_failed"] += lost
+                    conn.close()
+                    continue
+                slot[:] = [conn, target, per_conn]
+            conn, target = slot[0], slot[1]
             sent += 1
+            slot[2] -= 1
             try:
                 conn.request("GET", "/", headers={"Connection": "keep-alive"})
                 resp = conn.getresponse()
@@ -145,10 +160,14 @@ def generate(
             except (OSError, http.client.HTTPException) as exc:
                 outcomes[f"request_error:{type(exc).__name__}"] += 1
                 outcomes["requests_failed"] += 1
-                break
-        conn.close()
-        if sent >= requests:
-            break
+                slot[2] = 0
+            if slot[2] <= 0:
+                conn.close()
+                slot[:] = [None, None, 0]
+    finally:
+        for slot in slots:
+            if slot[0] is not None:
+                slot[0].close()
     return {
         "requests_planned": requests,
         "requests_sent": sent,
@@ -182,6 +201,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     run.add_argument("--mode", choices=("new-connection-per-request", "keep-alive"),
                      default="new-connection-per-request")
     run.add_argument("--requests-per-connection", type=int, default=1)
+    run.add_argument("--connections", type=int, default=1,
+                     help="keep-alive connections open at once (default 1)")
     run.add_argument("--requests", type=int, required=True)
     run.add_argument("--max-seconds", type=float, required=True)
     counts = sub.add_parser("counts", help="fetch podservers' /__counts")
@@ -194,10 +215,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"--requests must be in [1, {MAX_REQUESTS}]")
     if not 0 < args.max_seconds <= MAX_SECONDS:
         parser.error(f"--max-seconds must be in (0, {MAX_SECONDS}]")
-    per_conn = 1 if args.mode == "new-connection-per-request" else args.requests_per_connection
+    keep_alive = args.mode == "keep-alive"
+    if not 1 <= args.connections <= MAX_CONNECTIONS:
+        parser.error(f"--connections must be in [1, {MAX_CONNECTIONS}]")
     report = generate(
         args.target, args.source, requests=args.requests, max_seconds=args.max_seconds,
-        requests_per_connection=per_conn,
+        requests_per_connection=args.requests_per_connection if keep_alive else 1,
+        connections=args.connections if keep_alive else 1,
     )
     print(json.dumps(report))
     return 0
