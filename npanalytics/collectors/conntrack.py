@@ -1068,14 +1068,13 @@ def _detect(first: bytes) -> str:
 
 
 def _read_lines(chunks: Iterator[bytes | memoryview], name: str, fmt: str, policy: BadLines,
-                fast: bool = True) -> tuple[list[_Block], int, bool]:
+                out: "_Output", fast: bool = True) -> tuple[int, bool]:
     """Run the fast path over each chunk, then the reference parser over the lines it left.
 
     Chunks are read one after the other: on this project's 2-core machine two threads
     gave no speed-up (measured), and one thread keeps the learnt templates simple.
     """
     extended = fmt in ("extended", "proc")
-    blocks: list[_Block] = []
     line0 = 1
     entries_since_summary = 0
     saw_summary = False
@@ -1138,9 +1137,9 @@ def _read_lines(chunks: Iterator[bytes | memoryview], name: str, fmt: str, polic
         if len(chunk) and bytes(chunk[-1:]) != b"\n":
             chunk = bytes(chunk) + b"\n"
         result = work(chunk, line0)
-        blocks.append(_Packed(handle(result, chunk, line0)))
+        out.add(handle(result, chunk, line0))
         line0 += result[2] if result[0] is not None else _count_nl(chunk)
-    return blocks, total, saw_summary
+    return total, saw_summary
 
 
 def _count_nl(chunk) -> int:
@@ -1222,7 +1221,7 @@ def _xml_flow(flow: ET.Element) -> tuple[dict, dict, list]:
     return nums, strs, flags
 
 
-def _read_xml(data: bytes, name: str, policy: BadLines) -> list[_Block]:
+def _read_xml(data: bytes, name: str, policy: BadLines) -> _Block:
     parser = ET.XMLPullParser(events=("end",))
     records = []
     lines = data.split(b"\n")
@@ -1266,7 +1265,7 @@ def _read_xml(data: bytes, name: str, policy: BadLines) -> list[_Block]:
             last = len(lines)
             policy.bad(last, "</conntrack> (the XML dump is truncated)", lines[-1].decode("utf-8", "replace"))
             records = [r for r in records if r[0] != last]
-    return [_Packed(_Block.from_records(records))]
+    return _Block.from_records(records)
 
 
 # ---------------------------------------------------------------------------------------
@@ -1291,10 +1290,10 @@ def _categorical(codes: np.ndarray, words: list[str], rank: np.ndarray, by_rank:
     return pd.Categorical.from_codes(remap[codes], categories=index, validate=False)
 
 
-def _merge_words(blocks: list[_Block]) -> tuple[np.ndarray, list[str]]:
-    """Global code of every block word, and the distinct words."""
-    texts = pa.concat_arrays([b.words for b in blocks])
-    keys = np.concatenate([b.keys for b in blocks])
+def _merge_words(word_arrays: list, key_arrays: list) -> tuple[np.ndarray, list[str]]:
+    """Global code of every block word (in block order), and the distinct words."""
+    texts = pa.concat_arrays(word_arrays)
+    keys = np.concatenate(key_arrays)
     codes, _ = pd.factorize(keys)
     running = np.maximum.accumulate(codes) if len(codes) else codes
     first = np.flatnonzero(np.concatenate([[True], running[1:] > running[:-1]])) if len(codes) else codes
@@ -1318,92 +1317,105 @@ _OUT_SLOTS = [(j, slot, col) for j, (slot, col, _) in enumerate(_NUM_SLOTS) if c
 _INT32_SLOTS = {j for j, _, col in _OUT_SLOTS if SCHEMAS["conntrack_flows"].column(col).dtype == "Int32"}
 
 
-class _Packed:
-    """A block reduced to the output columns, in their final dtypes (absent columns: None)."""
+_MIN_ENTRY_BYTES = 32  # "a 1 src=:: dst=:: src=:: dst=::\n": no entry line is shorter
 
-    __slots__ = ("n", "lineno", "nums", "present", "strs", "flags", "words", "keys")
 
-    def __init__(self, b: _Block) -> None:
-        self.n = len(b.lineno)
-        self.lineno = b.lineno
-        self.nums: dict[int, np.ndarray | None] = {}
-        self.present: dict[int, np.ndarray | None] = {}
+class _Output:
+    """The output columns, allocated once for at most ``capacity`` rows and filled per block.
+
+    Filling preallocated arrays (rather than concatenating per-chunk pieces at the end)
+    keeps the peak memory near the size of the frame itself. Unused capacity is never
+    written, so its pages are never resident.
+    """
+
+    def __init__(self, capacity: int) -> None:
+        self.cap = max(int(capacity), 1)
+        self.n = 0
+        self.lineno = np.empty(self.cap, np.int64)
+        self.vals = {j: np.empty(self.cap, np.int32 if j in _INT32_SLOTS else np.int64) for j, _, _ in _OUT_SLOTS}
+        self.mask = {j: np.empty(self.cap, bool) for j, _, _ in _OUT_SLOTS}
+        self.codes = {j: np.empty(self.cap, np.int32) for j in range(len(_STR_SLOTS))}
+        self.flags = {k: np.empty(self.cap, bool) for k in range(len(_FLAGS))}
+        self.words: list = []
+        self.keys: list = []
+        self.woff = 0
+
+    def _grow(self, need: int) -> None:
+        cap = max(need, 2 * self.cap)
+        for store in (self.vals, self.mask, self.codes, self.flags):
+            for j, arr in store.items():
+                new = np.empty(cap, arr.dtype)
+                new[: self.n] = arr[: self.n]
+                store[j] = new
+        new = np.empty(cap, np.int64)
+        new[: self.n] = self.lineno[: self.n]
+        self.lineno = new
+        self.cap = cap
+
+    def add(self, b: _Block) -> None:
+        m = len(b.lineno)
+        if m == 0:
+            return
+        if self.n + m > self.cap:
+            self._grow(self.n + m)
+        sl = slice(self.n, self.n + m)
+        self.lineno[sl] = b.lineno
         for j, _, _ in _OUT_SLOTS:
-            pres = b.present[j]
-            if pres.any():
-                self.nums[j] = b.nums[j].astype(np.int32 if j in _INT32_SLOTS else np.int64)
-                self.present[j] = pres.copy()
-            else:
-                self.nums[j] = self.present[j] = None
-        self.strs = {j: b.strs[j].copy() for j in range(len(_STR_SLOTS))}
-        self.flags = {k: b.flags[k].copy() for k in range(len(_FLAGS))}
-        self.words = b.words
-        self.keys = b.keys
+            self.vals[j][sl] = b.nums[j]
+            np.logical_not(b.present[j], out=self.mask[j][sl])
+        for j in range(len(_STR_SLOTS)):
+            codes = b.strs[j]
+            self.codes[j][sl] = np.where(codes >= 0, codes + self.woff, -1)
+        for k in range(len(_FLAGS)):
+            self.flags[k][sl] = b.flags[k]
+        self.words.append(b.words)
+        self.keys.append(b.keys)
+        self.woff += len(b.words)
+        self.n += m
 
+    def frame(self, node_port_range: tuple[int, int]) -> pd.DataFrame:
+        """The ``conntrack_flows`` frame (views of the filled part of the arrays)."""
+        n = self.n
+        if n == 0:
+            return empty_frame("conntrack_flows")
+        indices, words = _merge_words(self.words, self.keys)
+        self.words = self.keys = []
+        lookup = np.append(indices, np.int32(len(words)))
+        order = sorted(range(len(words)), key=words.__getitem__)
+        rank = np.empty(len(words), np.int64)
+        rank[order] = np.arange(len(words))
+        by_rank = [words[i] for i in order]
+        spec = SCHEMAS["conntrack_flows"]
+        out: dict[str, object] = {"lineno": self.lineno[:n]}
+        nums = {}
+        for j, slot, col in _OUT_SLOTS:
+            values, mask = self.vals[j][:n], self.mask[j][:n]
+            nums[slot] = (values, mask)
+            out[col] = values if spec.column(col).dtype == "int64" else pd.arrays.IntegerArray(values, mask)
+        sc = {}
+        for j, (slot, col) in enumerate(_STR_SLOTS):
+            codes = self.codes[j][:n]
+            np.take(lookup, codes, out=codes)
+            sc[slot] = codes
+            out[col] = _categorical(codes, words, rank, by_rank)
+        for k, col in enumerate(_FLAG_COLUMNS):
+            out[col] = self.flags[k][:n]
+        out["service_ip"] = out["orig_dst_ip"]
+        out["service_port"] = out["orig_dst_port"]
+        out["backend_ip"] = out["reply_src_ip"]
+        out["backend_port"] = out["reply_src_port"]
 
-def _take_column(blocks: list[_Packed], attr: str, j: int, dtype, fill) -> np.ndarray:
-    """Concatenate column ``j`` of every block, releasing each piece as it goes."""
-    total = sum(b.n for b in blocks)
-    out = np.empty(total, dtype)
-    pos = 0
-    for b in blocks:
-        piece = getattr(b, attr).pop(j)
-        out[pos : pos + b.n] = fill if piece is None else piece
-        pos += b.n
-    return out
+        def differs(ip_a, ip_b, port_a, port_b):
+            (va, ma), (vb, mb) = nums[port_a], nums[port_b]
+            return (sc[ip_a] != sc[ip_b]) | (ma != mb) | (~ma & ~mb & (va != vb))
 
-
-def _assemble(blocks: list[_Packed], node_port_range: tuple[int, int]) -> pd.DataFrame:
-    """The frame, built column by column while the blocks' pieces are released."""
-    blocks = [b for b in blocks if b.n]
-    if not blocks:
-        return empty_frame("conntrack_flows")
-    indices, words = _merge_words(blocks)
-    order = sorted(range(len(words)), key=words.__getitem__)
-    rank = np.empty(len(words), np.int64)
-    rank[order] = np.arange(len(words))
-    by_rank = [words[i] for i in order]
-    offset = 0
-    for b in blocks:
-        remap = np.append(indices[offset : offset + len(b.words)], np.int32(len(words)))
-        offset += len(b.words)
-        for j in b.strs:
-            b.strs[j] = remap[b.strs[j]]
-        b.words = b.keys = None
-    out: dict[str, object] = {"lineno": np.concatenate([b.lineno for b in blocks])}
-    for b in blocks:
-        b.lineno = None
-    nums = {}
-    spec = SCHEMAS["conntrack_flows"]
-    for j, slot, col in _OUT_SLOTS:
-        int32 = j in _INT32_SLOTS
-        values = _take_column(blocks, "nums", j, np.int32 if int32 else np.int64, 0)
-        mask = _take_column(blocks, "present", j, bool, False)
-        np.logical_not(mask, out=mask)
-        nums[slot] = (values, mask)
-        out[col] = values if spec.column(col).dtype == "int64" else pd.arrays.IntegerArray(values, mask)
-    sc = {}
-    for j, (slot, col) in enumerate(_STR_SLOTS):
-        sc[slot] = _take_column(blocks, "strs", j, np.int32, -1)
-        out[col] = _categorical(sc[slot], words, rank, by_rank)
-    for k, col in enumerate(_FLAG_COLUMNS):
-        out[col] = _take_column(blocks, "flags", k, bool, False)
-    out["service_ip"] = out["orig_dst_ip"]
-    out["service_port"] = out["orig_dst_port"]
-    out["backend_ip"] = out["reply_src_ip"]
-    out["backend_port"] = out["reply_src_port"]
-
-    def differs(ip_a, ip_b, port_a, port_b):
-        (va, ma), (vb, mb) = nums[port_a], nums[port_b]
-        return (sc[ip_a] != sc[ip_b]) | (ma != mb) | (~ma & ~mb & (va != vb))
-
-    out["dnat"] = differs("reply_src", "orig_dst", "reply_sport", "orig_dport")
-    out["snat"] = differs("reply_dst", "orig_src", "reply_dport", "orig_sport")
-    lo, hi = node_port_range
-    dv, dm = nums["orig_dport"]
-    out["is_node_port"] = ~dm & (dv >= lo) & (dv <= hi)
-    names = [c.name for c in spec.columns if c.required]
-    return pd.DataFrame({c: out[c] for c in names}, copy=False)
+        out["dnat"] = differs("reply_src", "orig_dst", "reply_sport", "orig_dport")
+        out["snat"] = differs("reply_dst", "orig_src", "reply_dport", "orig_sport")
+        lo, hi = node_port_range
+        dv, dm = nums["orig_dport"]
+        out["is_node_port"] = ~dm & (dv >= lo) & (dv <= hi)
+        names = [c.name for c in spec.columns if c.required]
+        return pd.DataFrame({c: out[c] for c in names}, copy=False)
 
 
 # ---------------------------------------------------------------------------------------
@@ -1430,6 +1442,25 @@ def _check_range(node_port_range) -> tuple[int, int]:
 
 def _read(source: Source, fmt: str, node_port_range, on_bad_line: str, fast: bool = True,
           name: str | None = None, chunk_size: int = 0) -> pd.DataFrame:
+    """:func:`read_conntrack` with test knobs (reference parser only, chunk size).
+
+    NumPy asks the kernel for transparent huge pages on large arrays; the output arrays
+    are allocated for an upper bound of rows and filled gradually, and a 2 MiB page per
+    partly filled column costs ~100 MB of peak RSS on a 1M-entry dump. So the advice is
+    switched off while reading (NumPy's private switch; restored afterwards).
+    """
+    switch = getattr(getattr(np, "_core", None), "multiarray", None)
+    switch = getattr(switch, "_set_madvise_hugepage", None)
+    previous = switch(False) if switch is not None else None
+    try:
+        return _read_impl(source, fmt, node_port_range, on_bad_line, fast, name, chunk_size)
+    finally:
+        if switch is not None:
+            switch(previous)
+
+
+def _read_impl(source: Source, fmt: str, node_port_range, on_bad_line: str, fast: bool,
+               name: str | None, chunk_size: int) -> pd.DataFrame:
     _check_format(fmt)
     check_on_bad_line(on_bad_line)
     npr = _check_range(node_port_range)
@@ -1457,17 +1488,20 @@ def _read(source: Source, fmt: str, node_port_range, on_bad_line: str, fast: boo
     if detected == "xml":
         if data is None:
             data = Path(source).read_bytes()
-        blocks = _read_xml(data, src_name, policy)
+        out = _Output(0)
+        out.add(_read_xml(data, src_name, policy))
         total = count_lines(data)
         saw_summary = True
     else:
         size = chunk_size or _CHUNK
         chunks = _file_chunks(Path(source), size) if data is None else _chunks(data, size)
-        blocks, total, saw_summary = _read_lines(chunks, src_name, detected, policy, fast=fast)
+        capacity = Path(source).stat().st_size // _MIN_ENTRY_BYTES + 2 if data is None else data.count(b"\n") + 1
+        out = _Output(capacity)
+        total, saw_summary = _read_lines(chunks, src_name, detected, policy, out, fast=fast)
         if fmt == "auto" and detected == "extended" and not saw_summary:
             detected = "proc"
     report = policy.report(detected, total)
-    df = _assemble(blocks, npr)
+    df = out.frame(npr)
     df.attrs["parse_report"] = report
     return df
 
