@@ -265,6 +265,7 @@ def test_broken_samples_raise(name, match):
         ("-A KUBE-EXTERNAL-SERVICES -m comment --comment x\n", r"expected a target"),
         ("-A KUBE-SVC-X -m comment --comment -j KUBE-SEP-Y\n", r"expected a target"),
         ("-A KUBE-FW-X -m comment --comment \"x\n", r"expected a comment closed by a double quote"),
+        ("-A KUBE-FW-X -s 10.0.0.0/8\n", r"expected a target \('-j TARGET'\) or a comment"),
         ("-A KUBE-SVC-X -j\n", r"expected a target"),
         ("hello\n", r"<string>:1: expected a rule"),
         ("-A KUBE-FW-X -j ACCEPT -m comment --comment \n", r"expected a comment after --comment"),
@@ -516,3 +517,27 @@ def test_other_tables_and_other_software():
     assert got.report.lines_skipped == 0 and got.report.lines_total == text.count("\n")
     pd.testing.assert_frame_equal(got.services, ref.services)
     pd.testing.assert_frame_equal(got.endpoints, ref.endpoints)
+
+
+def test_load_balancer_ip_and_firewall_chain():
+    """LB IP with loadBalancerSourceRanges, written in kube-proxy's shape (KUBE_FACTS.md §1.1, §1.4)."""
+    from npanalytics.collectors._proxy import iptables_chain_hash
+
+    h = iptables_chain_hash("ns/lb:http", "tcp")
+    text = "\n".join([
+        "*nat",
+        f'-A KUBE-SERVICES -d 198.19.0.30/32 -p tcp -m comment --comment "ns/lb:http cluster IP" '
+        f"-m tcp --dport 80 -j KUBE-SVC-{h}",
+        f'-A KUBE-SERVICES -d 198.18.20.80/32 -p tcp -m comment --comment "ns/lb:http loadbalancer IP" '
+        f"-m tcp --dport 80 -j KUBE-FW-{h}",
+        f"-A KUBE-EXT-{h} -j KUBE-SVC-{h}",
+        f'-A KUBE-FW-{h} -s 198.18.0.0/16 -m comment --comment "ns/lb:http loadbalancer IP" -j KUBE-EXT-{h}',
+        f'-A KUBE-FW-{h} -m comment --comment "other traffic to ns/lb:http will be dropped by '
+        'KUBE-PROXY-FIREWALL"',
+        f"-A KUBE-SVC-{h} -j KUBE-SEP-AAAAAAAAAAAAAAAA",
+        "COMMIT",
+    ]) + "\n"
+    lb = row(read_iptables_save(text).services, "ns/lb:http")
+    assert lb["load_balancer_ips"] == "198.18.20.80" and lb["external_ips"] == ""
+    assert (lb["fw_chain"], lb["ext_chain"]) == (f"KUBE-FW-{h}", f"KUBE-EXT-{h}")
+    assert lb["external_traffic_policy"] == "Cluster" and lb["endpoint_count"] == 1

@@ -291,10 +291,12 @@ class _Reader:
         elif chain.startswith(_EXT):
             self.ext_rule(chain, rest)
         elif chain.startswith(_FW):
+            # The last rule of a FW chain has only a comment ("other traffic to ...
+            # will be dropped by KUBE-PROXY-FIREWALL") and no target.
             comment, body = _comment(rest)
             target = _target(body.split())
-            if target is None:
-                raise _BadRule("a target ('-j TARGET')")
+            if target is None and comment is None:
+                raise _BadRule("a target ('-j TARGET') or a comment")
             s = self.svc(chain[len(_FW):])
             self.chain_of(s, chain)
             self.target_svc(target)
