@@ -264,3 +264,61 @@ def test_loads_in_a_namespace(need_root, need_binary, flavour):
     assert ('-A KUBE-SERVICES -d 10.96.12.34/32 -p tcp -m comment --comment "default/old:http has '
             'no endpoints" -m tcp --dport 80 -j REJECT') in saved
     assert count_rules(saved) == count_rules(text)
+
+
+# The saved nat table of KUBE_FACTS.md §1.8 (worked example, eTP=Cluster), without the
+# KUBE-PROXY-CANARY chain (kube-proxy creates it with -N, outside the restore input) and
+# without the nfacct localhost rule (not rendered: the lab has no nfacct objects).
+WORKED_EXAMPLE_SAVED_NAT = """\
+*nat
+:PREROUTING ACCEPT [0:0]
+:INPUT ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+:POSTROUTING ACCEPT [0:0]
+:KUBE-EXT-CDGGSHYLG3RE2FKL - [0:0]
+:KUBE-MARK-MASQ - [0:0]
+:KUBE-NODEPORTS - [0:0]
+:KUBE-POSTROUTING - [0:0]
+:KUBE-SEP-2RIJ5GIYXEFH6G4D - [0:0]
+:KUBE-SEP-AFGSLHOD2HFNCBX4 - [0:0]
+:KUBE-SEP-RBX5X5TOEG5GD3RO - [0:0]
+:KUBE-SERVICES - [0:0]
+:KUBE-SVC-CDGGSHYLG3RE2FKL - [0:0]
+-A PREROUTING -m comment --comment "kubernetes service portals" -j KUBE-SERVICES
+-A OUTPUT -m comment --comment "kubernetes service portals" -j KUBE-SERVICES
+-A POSTROUTING -m comment --comment "kubernetes postrouting rules" -j KUBE-POSTROUTING
+-A KUBE-EXT-CDGGSHYLG3RE2FKL -m comment --comment "masquerade traffic for default/web:http external destinations" -j KUBE-MARK-MASQ
+-A KUBE-EXT-CDGGSHYLG3RE2FKL -j KUBE-SVC-CDGGSHYLG3RE2FKL
+-A KUBE-MARK-MASQ -j MARK --set-xmark 0x4000/0x4000
+-A KUBE-NODEPORTS -p tcp -m comment --comment "default/web:http" -m tcp --dport 30080 -j KUBE-EXT-CDGGSHYLG3RE2FKL
+-A KUBE-POSTROUTING -m mark ! --mark 0x4000/0x4000 -j RETURN
+-A KUBE-POSTROUTING -j MARK --set-xmark 0x4000/0x0
+-A KUBE-POSTROUTING -m comment --comment "kubernetes service traffic requiring SNAT" -j MASQUERADE --random-fully
+-A KUBE-SEP-2RIJ5GIYXEFH6G4D -s 10.244.2.7/32 -m comment --comment "default/web:http" -j KUBE-MARK-MASQ
+-A KUBE-SEP-2RIJ5GIYXEFH6G4D -p tcp -m comment --comment "default/web:http" -m tcp -j DNAT --to-destination 10.244.2.7:8080
+-A KUBE-SEP-AFGSLHOD2HFNCBX4 -s 10.244.1.5/32 -m comment --comment "default/web:http" -j KUBE-MARK-MASQ
+-A KUBE-SEP-AFGSLHOD2HFNCBX4 -p tcp -m comment --comment "default/web:http" -m tcp -j DNAT --to-destination 10.244.1.5:8080
+-A KUBE-SEP-RBX5X5TOEG5GD3RO -s 10.244.3.9/32 -m comment --comment "default/web:http" -j KUBE-MARK-MASQ
+-A KUBE-SEP-RBX5X5TOEG5GD3RO -p tcp -m comment --comment "default/web:http" -m tcp -j DNAT --to-destination 10.244.3.9:8080
+-A KUBE-SERVICES -d 10.96.12.34/32 -p tcp -m comment --comment "default/web:http cluster IP" -m tcp --dport 80 -j KUBE-SVC-CDGGSHYLG3RE2FKL
+-A KUBE-SERVICES -m comment --comment "kubernetes service nodeports; NOTE: this must be the last rule in this chain" -m addrtype --dst-type LOCAL -j KUBE-NODEPORTS
+-A KUBE-SVC-CDGGSHYLG3RE2FKL ! -s 10.244.0.0/16 -d 10.96.12.34/32 -p tcp -m comment --comment "default/web:http cluster IP" -m tcp --dport 80 -j KUBE-MARK-MASQ
+-A KUBE-SVC-CDGGSHYLG3RE2FKL -m comment --comment "default/web:http -> 10.244.1.5:8080" -m statistic --mode random --probability 0.33333333349 -j KUBE-SEP-AFGSLHOD2HFNCBX4
+-A KUBE-SVC-CDGGSHYLG3RE2FKL -m comment --comment "default/web:http -> 10.244.2.7:8080" -m statistic --mode random --probability 0.50000000000 -j KUBE-SEP-2RIJ5GIYXEFH6G4D
+-A KUBE-SVC-CDGGSHYLG3RE2FKL -m comment --comment "default/web:http -> 10.244.3.9:8080" -j KUBE-SEP-RBX5X5TOEG5GD3RO
+COMMIT
+"""
+
+
+@pytest.mark.root
+@pytest.mark.parametrize("flavour", ["legacy", "nft"])
+def test_worked_example_saved_nat_table(need_root, need_binary, flavour):
+    need_binary(f"iptables-{flavour}-restore")
+    text = render_iptables([EXAMPLE], "node-a", cluster_cidr=CIDR)
+    with netns() as ns:
+        subprocess.run(["ip", "netns", "exec", ns, f"iptables-{flavour}-restore"], input=text,
+                       text=True, check=True, capture_output=True)
+        saved = subprocess.run(["ip", "netns", "exec", ns, f"iptables-{flavour}-save", "-t", "nat"],
+                               text=True, check=True, capture_output=True).stdout
+    got = "".join(ln + "\n" for ln in saved.splitlines() if not ln.startswith("#"))
+    assert got == WORKED_EXAMPLE_SAVED_NAT
