@@ -1,4 +1,4 @@
-"""``npanalytics lab up|run|record|down``: the lab's command line.
+"""``npanalytics lab up|run|record|down``: the lab's command line (root; Linux network namespaces).
 
 The main CLI calls :func:`register` with its subparsers object; the module also runs
 alone as ``python -m npanalytics.lab.cli <command> ...``.
@@ -7,15 +7,33 @@ alone as ``python -m npanalytics.lab.cli <command> ...``.
   (or S seconds, default 600); everything is torn down when the command ends.
 - ``lab run SCENARIO [--out DIR]``: build, send the traffic, collect the dumps, tear
   down; print a JSON summary (and write the dumps under DIR).
-- ``lab record SCENARIO --out DIR [--name NAME] [--overwrite]``: like ``run``, then save
-  the run as a dataset (every node's dumps, ground truth, rule loads, Kubernetes objects,
-  metrics; see :mod:`npanalytics.lab.record`), written atomically.
+- ``lab record SCENARIO --out DIR [--name NAME] [--description TEXT] [--overwrite]``:
+  like ``run``, then save the run as a dataset, written atomically: every node's
+  ``conntrack -L``/``-S`` and rule dumps (also just before each event's reload), the
+  pods' own counts (ground truth), the timed rule loads, the scenario YAML, the
+  Kubernetes objects, the kube-state-metrics/kube-proxy expositions and an OpenMetrics
+  series; see :mod:`npanalytics.lab.record`. Load it with
+  ``npanalytics.datasets.load_dataset(DIR)``.
 - ``lab record SCENARIO --node NODE --out DIR`` (``--raw-only`` is implied): write only
   NODE's dumps and ``recording.json`` (what ``scripts/build_node_sample.py`` reads).
 - ``lab down [--run-id ID]``: delete every ``npa-lab-*`` namespace (or only run ID's) that
   a crashed run left behind.
 
-SCENARIO is a YAML file or the name of a bundled scenario.
+``--serve-metrics PORT`` (up, run, record): while the lab is up, serve what
+kube-state-metrics and every node's kube-proxy would expose (kube-proxy series with
+``instance="<node>"``) on ``http://127.0.0.1:PORT/metrics``, rebuilt after every rule
+load and event; 0 picks a free port. The URL is printed on stderr.
+
+SCENARIO is a YAML file or the name of a bundled scenario (``etp-cluster-spread``,
+``etp-local-uneven``, ``affinity-few-clients``, ``keepalive-scale-up``,
+``endpoint-removed-stale``, ``two-nodes-local``, ``node-sample``).
+
+Examples::
+
+    sudo npanalytics lab record etp-local-uneven --out datasets/etp-local-uneven --overwrite
+    sudo npanalytics lab run my-scenario.yaml --serve-metrics 9100
+    sudo npanalytics lab up two-nodes-local --max-seconds 300 --serve-metrics 0
+    sudo npanalytics lab down
 """
 
 from __future__ import annotations
@@ -32,6 +50,20 @@ __all__ = ["register", "main"]
 
 DEFAULT_UP_SECONDS = 600.0
 MAX_UP_SECONDS = 24 * 3600.0
+SCENARIO_HELP = "scenario YAML file or bundled scenario name"
+RECORD_DESCRIPTION = """\
+Run a scenario (root: it builds network namespaces) and save the run as a dataset
+folder: frames/*.parquet parsed from raw/ by the project's readers, raw/ (every node's
+conntrack and rule dumps, rules before each event's reload, ground_truth.json,
+rule_loads.json, scenario.yaml, k8s/*.json, metrics/*.txt and metrics/series.om) and
+manifest.json (how it was recorded, tool versions, sha256 of every file).
+
+  sudo npanalytics lab record etp-local-uneven --out datasets/etp-local-uneven --overwrite
+  python -c "from npanalytics.datasets import load_dataset; print(load_dataset('datasets/etp-local-uneven'))"
+  promtool tsdb create-blocks-from openmetrics datasets/etp-local-uneven/raw/metrics/series.om /tmp/tsdb
+
+With --node NODE only that node's raw dumps and recording.json are written (the
+node-sample build input)."""
 
 
 def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:  # type: ignore[type-arg]
@@ -46,16 +78,21 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     )
     sub = lab.add_subparsers(dest="lab_command", required=True, metavar="{up,run,record,down}")
     up = sub.add_parser("up", help="build the lab and keep it until Ctrl-C or --max-seconds")
-    up.add_argument("scenario", help="scenario YAML file or bundled scenario name")
+    up.add_argument("scenario", help=SCENARIO_HELP)
     up.add_argument("--max-seconds", type=float, default=DEFAULT_UP_SECONDS,
                     help=f"tear down after this many seconds (default {DEFAULT_UP_SECONDS:g})")
+    _serve_option(up)
     up.set_defaults(func=_cmd_up)
     run = sub.add_parser("run", help="run a scenario and print its summary")
-    run.add_argument("scenario")
+    run.add_argument("scenario", help=SCENARIO_HELP)
     run.add_argument("--out", help="write the raw dumps and ground truth to this folder")
+    _serve_option(run)
     run.set_defaults(func=_cmd_run)
-    rec = sub.add_parser("record", help="run a scenario and save it as a dataset")
-    rec.add_argument("scenario")
+    rec = sub.add_parser(
+        "record", help="run a scenario and save it as a dataset",
+        description=RECORD_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    rec.add_argument("scenario", help=SCENARIO_HELP)
     rec.add_argument("--out", required=True, help="dataset folder to write")
     rec.add_argument("--name", help="dataset name (default: the scenario's name)")
     rec.add_argument("--description", help="dataset description (default: the scenario's)")
@@ -63,6 +100,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     rec.add_argument("--node", help="write only this node's raw dumps (implies --raw-only)")
     rec.add_argument("--raw-only", action="store_true",
                      help="write one node's raw dumps and recording.json only (the node-sample build input)")
+    _serve_option(rec)
     rec.set_defaults(func=_cmd_record)
     down = sub.add_parser("down", help="delete npa-lab-* namespaces left by a crashed run")
     down.add_argument("--run-id", help="only the namespaces of this run (npa-lab-<run-id>-*)")
@@ -70,12 +108,40 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     return lab
 
 
+def _serve_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--serve-metrics", type=int, metavar="PORT",
+        help="while the lab is up, serve kube-state-metrics and every node's kube-proxy metrics "
+             "(instance=<node>) on http://127.0.0.1:PORT/metrics, updated after each rule load "
+             "and event (0: a free port; the URL is printed on stderr)",
+    )
+
+
+def _serving(args: argparse.Namespace) -> dict[str, object]:
+    """run_scenario/lab_up keyword arguments for --serve-metrics (checked before any build)."""
+    port = getattr(args, "serve_metrics", None)
+    if port is None:
+        return {}
+    if not 0 <= port <= 65535:
+        raise LabError(f"--serve-metrics must be a port in [0, 65535] (0: a free one); got {port}")
+
+    def announce(url: str) -> None:
+        print(f"serving the lab's metrics at {url}", file=sys.stderr, flush=True)
+
+    return {"serve_metrics_port": port, "on_metrics_url": announce}
+
+
+def _scrapes(count: int | None) -> None:
+    if count is not None:
+        print(f"metrics scraped {count} time(s)", file=sys.stderr, flush=True)
+
+
 def _cmd_up(args: argparse.Namespace) -> int:
     from .runner import lab_up
 
     if not 0 < args.max_seconds <= MAX_UP_SECONDS:
         raise LabError(f"--max-seconds must be in (0, {MAX_UP_SECONDS:g}]; got {args.max_seconds}")
-    with lab_up(args.scenario) as topo:
+    with lab_up(args.scenario, **_serving(args)) as topo:
         a = topo.addresses
         for node in topo.scenario.nodes:
             print(f"node {node.name}: {topo.node_ns(node.name)} {a.node_ips[node.name]} "
@@ -91,6 +157,8 @@ def _cmd_up(args: argparse.Namespace) -> int:
         end = time.monotonic() + args.max_seconds
         while time.monotonic() < end:
             time.sleep(min(0.2, max(0.0, end - time.monotonic())))
+        server = topo.metrics_server
+    _scrapes(None if server is None else server.scrapes)
     print("lab is down", flush=True)
     return 0
 
@@ -98,7 +166,8 @@ def _cmd_up(args: argparse.Namespace) -> int:
 def _cmd_run(args: argparse.Namespace) -> int:
     from .runner import run_scenario
 
-    result = run_scenario(args.scenario, out=args.out)
+    result = run_scenario(args.scenario, out=args.out, **_serving(args))
+    _scrapes(result.metrics_scrapes)
     print(json.dumps(result.summary(), indent=2, sort_keys=True))
     return 0
 
@@ -117,7 +186,9 @@ def _cmd_record(args: argparse.Namespace) -> int:
         raise LabError(f"--node must be one of {', '.join(names)}; got {args.node!r}")
     if not args.raw_only and Path(args.out).exists() and not args.overwrite:
         raise LabError(f"{args.out} exists; pass --overwrite to replace it")
-    result = run_scenario(scenario)
+    serving = _serving(args)
+    result = run_scenario(scenario, **serving)
+    _scrapes(result.metrics_scrapes)
     print(json.dumps(result.summary()["requests_per_pod"], sort_keys=True))
     if args.raw_only:
         path = record_node_sample(result, args.node, args.out)

@@ -59,6 +59,7 @@ __all__ = [
     "ground_truth_json",
     "rule_loads_json",
     "scenario_yaml",
+    "live_metrics_text",
 ]
 
 GROUND_TRUTH_FORMAT = "npanalytics-lab-ground-truth/1"
@@ -435,6 +436,34 @@ def _metrics_at(result: Any, moment: dt.datetime, flags: Mapping[str, Mapping[st
             last_queued_timestamp=last_sync, timestamp_ms=timestamp_ms,
         )
     return ksm, proxy
+
+
+def live_metrics_text(topology: Any, now: dt.datetime | None = None) -> str:
+    """What a scrape of the running lab would see now: KSM and every node's kube-proxy.
+
+    One exposition: the kube-state-metrics series of the current pod states, then each
+    node's ``kubeproxy_*`` series with ``instance="<node>"`` (as a scrape adds it), filled
+    from the rule loads and events so far; the same writers as ``raw/metrics/series.om``.
+
+    Parameters
+    ----------
+    topology : Topology
+        A built :class:`~npanalytics.lab.topology.Topology`.
+    now : datetime, optional
+        UTC time of the snapshot (default: now).
+
+    Returns
+    -------
+    str
+        Text exposition format 0.0.4.
+    """
+    import types
+
+    moment = now or dt.datetime.now(dt.timezone.utc)
+    sc = topology.scenario
+    view = types.SimpleNamespace(scenario=sc, events=list(topology.events), loads=list(topology.loads))
+    ksm, proxy = _metrics_at(view, moment, topology.pod_state_flags(), dict(topology.rules_text), None)
+    return _merge_expositions([ksm, *(_with_instance(proxy[n.name], n.name) for n in sc.nodes)])
 
 
 def _time(text: str) -> dt.datetime:

@@ -19,7 +19,7 @@ import platform
 import sys
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +28,7 @@ from .netns import LabSession, check_environment, run
 from .scenario import Scenario, load_scenario
 from .topology import LOAD_COMMANDS, SAVE_COMMANDS, TRAFFIC_SCRIPT, Renderer, RuleLoad, Topology
 
-__all__ = ["RunResult", "lab_up", "run_scenario", "record_node_sample", "write_run"]
+__all__ = ["RunResult", "lab_up", "serving_metrics", "run_scenario", "record_node_sample", "write_run"]
 
 TRAFFIC_MARGIN_SECONDS = 20.0
 
@@ -71,6 +71,9 @@ class RunResult:
         Per event, per node, the rule dump (with counters) taken just before the reload
         that applied it (a reload resets the counters). With an ``at_second`` event the
         connections opened between that dump and the node's reload are in neither dump.
+    metrics_scrapes : int or None
+        How many times the live metrics were scraped during the run (None when they
+        were not served).
     """
 
     scenario: Scenario
@@ -89,6 +92,7 @@ class RunResult:
     traffic_started: dt.datetime | None = None
     traffic_finished: dt.datetime | None = None
     dumps_before_events: list[dict[str, dict[str, str]]] = dataclasses.field(default_factory=list)
+    metrics_scrapes: int | None = None
 
     def requests_per_pod(self) -> dict[str, int]:
         """Requests each pod counted itself (all client addresses together)."""
@@ -125,24 +129,88 @@ def _as_scenario(spec: Scenario | str | os.PathLike[str] | Mapping[str, Any]) ->
     return spec if isinstance(spec, Scenario) else load_scenario(spec)
 
 
+def _check_port(port: int | None) -> None:
+    if port is not None and (isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535):
+        raise LabError(f"serve_metrics_port must be an int in [0, 65535] (0: a free port); got {port!r}")
+
+
+@contextlib.contextmanager
+def serving_metrics(
+    topology: Topology, port: int, on_url: Callable[[str], None] | None = None
+) -> Iterator[Any]:
+    """Serve the running lab's metrics on ``http://127.0.0.1:<port>/metrics`` during a ``with`` block.
+
+    The text (:func:`~npanalytics.lab.record.live_metrics_text`: kube-state-metrics plus
+    every node's kube-proxy series with ``instance="<node>"``) is rebuilt after every rule
+    load of ``topology``, so a scrape always sees the state after the last load or event;
+    a scrape itself only sends the prepared text.
+
+    Parameters
+    ----------
+    topology : Topology
+        A built topology.
+    port : int
+        TCP port on 127.0.0.1; 0 picks a free one.
+    on_url : callable, optional
+        Called with the scrape URL once the server listens.
+
+    Yields
+    ------
+    MetricsServer
+        The server (``server.scrapes`` counts the scrapes served).
+    """
+    from .metrics import serve_metrics
+    from .record import live_metrics_text
+
+    _check_port(port)
+    current = [live_metrics_text(topology)]
+
+    def refresh() -> None:
+        current[0] = live_metrics_text(topology)
+
+    try:
+        server, url = serve_metrics(lambda: current[0], host="127.0.0.1", port=port)
+    except OSError as exc:
+        raise LabError(f"cannot serve metrics on 127.0.0.1:{port}: {exc.strerror or exc}") from exc
+    topology.listeners.append(refresh)
+    try:
+        if on_url is not None:
+            on_url(url)
+        yield server
+    finally:
+        topology.listeners.remove(refresh)
+        server.stop()
+
+
 @contextlib.contextmanager
 def lab_up(
     spec: Scenario | str | os.PathLike[str] | Mapping[str, Any],
     *,
     renderer: Renderer | None = None,
     run_id: str | None = None,
+    serve_metrics_port: int | None = None,
+    on_metrics_url: Callable[[str], None] | None = None,
 ) -> Iterator[Topology]:
     """Build a scenario's data plane for the duration of a ``with`` block, then tear it down.
 
     Checks the environment first (:func:`~npanalytics.lab.netns.check_environment`).
-    ``run_id`` tags the namespace names (default: random).
+    ``run_id`` tags the namespace names (default: random). With ``serve_metrics_port``
+    the lab's metrics are served on 127.0.0.1 from the end of the build to the end of
+    the block (:func:`serving_metrics`; ``topology.metrics_server`` is the server,
+    ``on_metrics_url`` gets its URL).
     """
     scenario = _as_scenario(spec)
+    _check_port(serve_metrics_port)
     check_environment(scenario.proxy_modes)
     with LabSession() as session:
         topology = Topology(scenario, session, renderer=renderer, run_id=run_id)
         topology.build()
-        yield topology
+        if serve_metrics_port is None:
+            yield topology
+            return
+        with serving_metrics(topology, serve_metrics_port, on_metrics_url) as server:
+            topology.metrics_server = server
+            yield topology
 
 
 def _traffic_args(topology: Topology, requests: int, max_seconds: float) -> list[str]:
@@ -228,6 +296,8 @@ def run_scenario(
     out: str | os.PathLike[str] | None = None,
     renderer: Renderer | None = None,
     run_id: str | None = None,
+    serve_metrics_port: int | None = None,
+    on_metrics_url: Callable[[str], None] | None = None,
 ) -> RunResult:
     """Build the scenario, send its traffic, collect the raw outputs, tear everything down.
 
@@ -241,6 +311,12 @@ def run_scenario(
         Override the rule renderer (tests).
     run_id : str, optional
         Tag in the namespace names (``npa-lab-<run_id>-...``); default random.
+    serve_metrics_port : int, optional
+        Serve the live kube-state-metrics and kube-proxy metrics on
+        ``http://127.0.0.1:<port>/metrics`` while the lab is up (0: a free port; see
+        :func:`serving_metrics`).
+    on_metrics_url : callable, optional
+        Called with the metrics URL once it is served (before the traffic starts).
 
     Returns
     -------
@@ -248,7 +324,8 @@ def run_scenario(
     """
     scenario = _as_scenario(spec)
     started = dt.datetime.now(dt.timezone.utc)
-    with lab_up(scenario, renderer=renderer, run_id=run_id) as topology:
+    with lab_up(scenario, renderer=renderer, run_id=run_id, serve_metrics_port=serve_metrics_port,
+                on_metrics_url=on_metrics_url) as topology:
         traffic_started = dt.datetime.now(dt.timezone.utc)
         traffic, events = _drive(topology)
         traffic_finished = dt.datetime.now(dt.timezone.utc)
@@ -259,6 +336,7 @@ def run_scenario(
         addresses = topology.addresses
         loads = list(topology.loads)
         namespaces = topology.namespaces()
+        server = topology.metrics_server
     result = RunResult(
         scenario=scenario,
         started=started,
@@ -284,6 +362,7 @@ def run_scenario(
         dumps_before_events=[
             {node: {rules_files[node]: text} for node, text in per_node.items()} for per_node in dumps_before
         ],
+        metrics_scrapes=None if server is None else server.scrapes,
     )
     if out is not None:
         write_run(result, out)

@@ -181,6 +181,12 @@ class Topology:
         self.rules_text: dict[str, str] = {}
         #: per event, each node's rule dump (with counters) taken just before the reload
         self.dumps_before_events: list[dict[str, str]] = []
+        #: the events applied so far: ``{"pod", "action", "time"}`` (UTC ISO 8601, before the reloads)
+        self.events: list[dict[str, str]] = []
+        #: callables run after every rule load (the live metrics server refreshes its text)
+        self.listeners: list[Callable[[], None]] = []
+        #: the live metrics server while :func:`~npanalytics.lab.runner.serving_metrics` runs
+        self.metrics_server: Any = None
         self._servers: dict[str, Any] = {}
         self.built = False
 
@@ -355,6 +361,8 @@ class Topology:
         self.rules_text[node] = text
         load = RuleLoad(node, mode, reason, seconds, rules, " ".join(command), started)
         self.loads.append(load)
+        for listener in list(self.listeners):
+            listener()
         return load
 
     def apply_event(self, pod: str, action: str) -> list[RuleLoad]:
@@ -370,6 +378,7 @@ class Topology:
         else:
             raise LabError(f"unknown event action {action!r}")
         self.pod_state[pod] = new
+        self.events.append({"pod": pod, "action": action, "time": dt.datetime.now(dt.timezone.utc).isoformat()})
         # a reload resets the rule counters: keep what they counted until now
         self.dumps_before_events.append({n.name: self.dump_rules(n.name) for n in self.scenario.nodes})
         return [self.load_rules(n.name, reason=f"{pod} {action}") for n in self.scenario.nodes]
