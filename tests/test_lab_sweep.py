@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from npanalytics.exceptions import LabError, ParseError, ParseWarning
+from npanalytics.exceptions import LabError, ParseError, ParseWarning, SchemaError
 from npanalytics.lab.netns import lab_namespaces
 from npanalytics.lab.sweep import (
     SUMMARY_COLUMNS,
@@ -254,7 +254,7 @@ def test_summarize_sweep_empty():
 
 def test_summarize_sweep_checks_kinds():
     cl, loads = _synthetic(9.0, 0.0)
-    with pytest.raises(Exception, match="connect_latency"):
+    with pytest.raises(SchemaError, match=r"(?s)kind 'connect_latency'.*missing column 'ok'"):
         summarize_sweep(cl.drop(columns=["ok"]), loads)
 
 
