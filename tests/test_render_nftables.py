@@ -12,7 +12,7 @@ import pytest
 from npanalytics.collectors._proxy import nftables_chain_name
 from npanalytics.collectors.nftables import read_nft_ruleset
 from npanalytics.lab.model import Endpoint, ServicePort
-from npanalytics.lab.render_nftables import count_rules, render_nftables
+from npanalytics.lab.render_nftables import TRANSACTION_MARK, count_rules, render_nftables, split_transactions
 
 DATA = Path(__file__).parent / "data" / "nftables"
 CIDR = "198.18.128.0/20"
@@ -304,9 +304,11 @@ def test_loaded_table_spreads_new_udp_flows_over_all_endpoints(netns):
 def test_public_names():
     import npanalytics.lab.render_nftables as module
 
-    assert module.__all__ == ["render_nftables", "count_rules", "TABLE_FAMILY", "TABLE_NAME"]
+    assert module.__all__ == ["render_nftables", "split_transactions", "count_rules", "TABLE_FAMILY", "TABLE_NAME",
+                              "TRANSACTION_MARK"]
     assert sorted(n for n in vars(module) if not n.startswith("_") and callable(vars(module)[n])
-                  and getattr(vars(module)[n], "__module__", "") == module.__name__) == ["count_rules", "render_nftables"]
+                  and getattr(vars(module)[n], "__module__", "") == module.__name__) == [
+        "count_rules", "render_nftables", "split_transactions"]
 
 
 def test_ip6_table_text():
@@ -328,3 +330,100 @@ def test_ip6_table_text():
         render_nftables([WEB], NODE, family="ip6")
     with pytest.raises(ValueError, match=r"cluster_cidr must be an IPv6 CIDR, got '198.18.128.0/20'"):
         render_nftables([sp], NODE, cluster_cidr=CIDR, family="ip6")
+
+
+# -- transaction_size: the same table, loaded in several transactions ---------------------------
+
+
+def _varied_ports() -> list[ServicePort]:
+    """Service ports of every kind the renderer treats differently (affinity, Local, no endpoints...)."""
+    ports = [
+        WEB,
+        ServicePort("default", "sticky", "", "tcp", "198.19.1.11", 443, session_affinity="ClientIP",
+                    affinity_timeout_seconds=600, endpoints=eps(8443, (21, NODE), (22, "node-b"))),
+        ServicePort("default", "local", "dns", "udp", "198.19.1.12", 53, node_port=30053,
+                    external_traffic_policy="Local", external_ips=("198.18.31.7",),
+                    endpoints=eps(5353, (31, NODE), (32, "node-b"))),
+        ServicePort("default", "empty", "http", "tcp", "198.19.1.13", 80, node_port=30081),
+        ServicePort("default", "internal", "http", "tcp", "198.19.1.14", 80, internal_traffic_policy="Local",
+                    endpoints=eps(8080, (41, NODE))),
+        # a second port of a cluster IP used above: still one cluster-ips element
+        ServicePort("default", "web", "https", "tcp", "198.19.1.10", 443, endpoints=eps(8443, (5, NODE))),
+    ]
+    ports += [
+        ServicePort("fill", f"f{k}", "http", "tcp", f"198.19.2.{k}", 80, node_port=31000 + k,
+                    endpoints=eps(8080, *((50 + (k + e) % 100, NODE) for e in range(1 + k % 3))))
+        for k in range(1, 21)
+    ]
+    return ports
+
+
+@pytest.mark.parametrize("size", [1, 4, 7, 26, 1000])
+def test_transaction_size_cuts_between_service_ports_and_keeps_every_command(size):
+    ports = _varied_ports()
+    one = render_nftables(ports, NODE, cluster_cidr=CIDR, node_ips=["198.18.30.2"])
+    cut = render_nftables(ports, NODE, cluster_cidr=CIDR, node_ips=["198.18.30.2"], transaction_size=size)
+    parts = split_transactions(cut)
+    assert len(parts) == -(-len(ports) // size)
+    assert split_transactions(one) == [one]
+    assert all(p.endswith("\n") and TRANSACTION_MARK not in p for p in parts)
+    # the same commands, each once, the table's own first
+    commands = [line for line in one.splitlines() if line]
+    assert sorted(line for p in parts for line in p.splitlines() if line) == sorted(commands)
+    assert parts[0].splitlines()[:3] == one.splitlines()[:3]
+    assert count_rules(cut) == count_rules(one)
+    # every part creates the chains and sets it uses before the rules and elements that use them
+    created: set[str] = set()
+    for part in parts:
+        for line in part.splitlines():
+            words = line.split()
+            if line.startswith(("add chain ", "add set ", "add map ")):
+                created.add(words[4])
+            elif line.startswith(("add rule ", "add element ")):
+                assert words[4] in created, line
+                for target in (w for w in words if w.startswith(("endpoint-", "service-", "external-", "local-"))):
+                    assert target in created, line
+
+
+def test_transaction_size_without_ports_and_bad_values():
+    assert render_nftables([], NODE, transaction_size=3) == render_nftables([], NODE)
+    for bad in (0, -1, 2.5, True, "10"):
+        with pytest.raises(ValueError, match=r"transaction_size must be None or an integer >= 1, got"):
+            render_nftables([WEB], NODE, transaction_size=bad)
+
+
+@pytest.mark.root
+def test_transactions_load_the_same_ruleset_as_one_transaction(need_root, need_binary):
+    """The lab's fast form: N ``nft -f`` of the parts list exactly as kube-proxy's single transaction."""
+    need_binary("nft")
+    ports = _varied_ports()
+    kwargs = dict(cluster_cidr=CIDR, node_ips=["198.18.30.2"], service_cidr="198.19.0.0/16")
+    one = render_nftables(ports, NODE, **kwargs)
+    cut = render_nftables(ports, NODE, transaction_size=4, **kwargs)
+    name = f"npa-lab-sweep-{uuid.uuid4().hex[:6]}-render"
+    subprocess.run(["ip", "netns", "add", name], check=True, timeout=30)
+    try:
+        def nft(*argv: str, stdin: str | None = None) -> str:
+            done = subprocess.run(["ip", "netns", "exec", name, "nft", *argv], input=stdin,
+                                  capture_output=True, text=True, timeout=30)
+            assert done.returncode == 0, done.stderr
+            return done.stdout
+
+        nft("-f", "-", stdin=one)
+        listed_one = nft("list", "ruleset")
+        nft("delete", "table", "ip", "kube-proxy")
+        assert nft("list", "ruleset") == ""
+        parts = split_transactions(cut)
+        assert len(parts) == 7
+        for part in parts:
+            nft("-f", "-", stdin=part)
+        listed_cut = nft("list", "ruleset")
+        # the text with its marks is also valid nft input in one go (the marks are comments)
+        nft("-f", "-", stdin=cut)
+        listed_whole = nft("list", "ruleset")
+    finally:
+        subprocess.run(["ip", "netns", "del", name], capture_output=True, timeout=30)
+    assert listed_cut == listed_one
+    assert listed_whole == listed_one
+    assert "numgen random mod 3 vmap" in listed_one and "@affinity-" in listed_one
+    assert count_rules(listed_cut) == count_rules(one)
