@@ -1,6 +1,7 @@
 """Benchmark: the lab's proxy-mode sweep (needs root).
 
     .venv/bin/python bench/bench_proxy_sweep.py [--record datasets/proxy-mode-sweep] [--markdown FILE]
+        [--max-seconds S] [--max-load-seconds S]
 
 Runs :func:`npanalytics.lab.sweep.run_sweep` with its defaults (iptables-legacy,
 iptables-nft, nftables x 0/1k/5k/10k/20k/40k filler Services, 2,000 new TCP
@@ -66,6 +67,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--connections", type=int, default=2000)
     parser.add_argument("--max-seconds", type=float, default=TARGET_SECONDS,
                         help="the sweep's own deadline (the exit status still checks the 5-minute target)")
+    parser.add_argument("--max-load-seconds", type=float, default=90.0,
+                        help="limit of one rule load; a load predicted (quadratically) to exceed it is skipped")
     args = parser.parse_args(argv)
     if os.geteuid() != 0:
         print("bench_proxy_sweep: needs root (network namespaces)", file=sys.stderr)
@@ -75,7 +78,8 @@ def main(argv: list[str] | None = None) -> int:
 
     start = time.perf_counter()
     try:
-        result = run_sweep(connections=args.connections, max_seconds=args.max_seconds)
+        result = run_sweep(connections=args.connections, max_seconds=args.max_seconds,
+                           max_load_seconds=args.max_load_seconds)
     except LabError as exc:
         print(f"bench_proxy_sweep: FAILED after {time.perf_counter() - start:.0f} s: {exc}", file=sys.stderr)
         return 1

@@ -13,6 +13,7 @@ import pytest
 from npanalytics.exceptions import LabError, ParseError, ParseWarning, SchemaError
 from npanalytics.lab.netns import lab_namespaces
 from npanalytics.lab.sweep import (
+    NFT_TRANSACTION_SERVICES,
     SUMMARY_COLUMNS,
     filler_service_ports,
     fit_sweep,
@@ -76,6 +77,15 @@ def test_small_sweep_iptables_connect_slows_with_services(small_sweep):
     s = summarize_sweep(small_sweep.connect_latency, small_sweep.rule_loads)
     ipt = s[s["proxy_mode"] == "iptables-legacy"].set_index("services")
     assert ipt.loc[2001, "p50_us"] > 1.5 * ipt.loc[1, "p50_us"]
+
+
+def test_small_sweep_loads_nftables_in_transactions(small_sweep):
+    # 2001 Service ports in parts of NFT_TRANSACTION_SERVICES (500): 5 nft -f runs; iptables: 1
+    loads = [json.loads(line) for mode in ("iptables-legacy", "nftables")
+             for line in small_sweep.logs[mode].splitlines() if '"record":"load"' in line]
+    got = {(r["proxy_mode"], r["services"]): r["transactions"] for r in loads}
+    assert got == {("iptables-legacy", 1): 1, ("iptables-legacy", 2001): 1, ("nftables", 1): 1, ("nftables", 2001): 5}
+    assert small_sweep.recording["parameters"]["nft_transaction_services"] == NFT_TRANSACTION_SERVICES == 500
 
 
 def test_small_sweep_log_rederives_the_frames(small_sweep):
