@@ -1,7 +1,10 @@
 """The five recorded lab scenarios (datasets/<name>/): each shows its designed effect, three
 independent counts of connections per pod agree, and every frame re-derives from its raw files.
 
-No root needed: these tests read the committed datasets. To re-record one (root, ~10-30 s)::
+Every test runs twice: on the committed dataset (no root needed) and on a fresh recording of
+the bundled scenario made here with ``npanalytics lab record <name> --out <tmp>`` (root; the
+five recordings take about a minute together), so that the command still reproduces what
+the committed datasets show. To re-record one (root, ~10-30 s)::
 
     sudo .venv/bin/npanalytics lab record <name> --out datasets/<name> --overwrite
 """
@@ -26,13 +29,42 @@ SCENARIOS = [
 SEP_DNAT = re.compile(r"^\[(\d+):\d+\] -A KUBE-SEP-\S+ .*-j DNAT --to-destination ([\d.]+):\d+$", re.M)
 
 
-@pytest.fixture(scope="module", params=SCENARIOS)
-def ds(request):
-    return load_dataset(request.param)
+SOURCES = ["committed", "recorded"]
 
 
-def _load(name: str):
-    return load_dataset(name)
+@pytest.fixture(scope="module")
+def recordings(tmp_path_factory):
+    """Datasets loaded or recorded so far, by (name, source); recorded ones live in a temp dir."""
+    return {"dir": tmp_path_factory.mktemp("recorded"), "loaded": {}}
+
+
+@pytest.fixture
+def get(request, recordings):
+    """``get(name, source)``: the committed dataset, or a fresh ``lab record`` of the scenario (root)."""
+    from npanalytics.lab import cli
+
+    def load(name: str, source: str):
+        if source == "recorded":
+            request.getfixturevalue("need_root")
+        key = (name, source)
+        if key not in recordings["loaded"]:
+            if source == "committed":
+                recordings["loaded"][key] = load_dataset(name)
+            else:
+                out = recordings["dir"] / name
+                assert cli.main(["record", name, "--out", str(out)]) == 0
+                recordings["loaded"][key] = load_dataset(out)
+        return recordings["loaded"][key]
+
+    return load
+
+
+@pytest.fixture(params=[(n, s) for s in SOURCES for n in SCENARIOS], ids=lambda p: f"{p[0]}-{p[1]}")
+def ds(request, get):
+    return get(*request.param)
+
+
+source = pytest.mark.parametrize("source", SOURCES)
 
 
 def topology(ds) -> dict:
@@ -160,8 +192,9 @@ def test_datasets_stay_small(ds):
 # -- the designed effects ---------------------------------------------------------------------
 
 
-def test_cluster_policy_spreads_evenly_hides_clients_and_hops():
-    ds = _load("etp-cluster-spread")
+@source
+def test_cluster_policy_spreads_evenly_hides_clients_and_hops(get, source):
+    ds = get("etp-cluster-spread", source)
     gt = ds["ground_truth"]
     assert gt["requests"].sum() >= 3000
     got = request_shares(gt)
@@ -184,8 +217,9 @@ def test_cluster_policy_spreads_evenly_hides_clients_and_hops():
     assert ((per_node - 1 / 3).abs() <= 0.01).all()
 
 
-def test_local_policy_gives_25_25_50():
-    ds = _load("etp-local-uneven")
+@source
+def test_local_policy_gives_25_25_50(get, source):
+    ds = get("etp-local-uneven", source)
     gt = ds["ground_truth"]
     assert gt["requests"].sum() >= 3000
     got = request_shares(gt)
@@ -197,8 +231,9 @@ def test_local_policy_gives_25_25_50():
     assert set(gt["client"].astype(str)) <= set(topology(ds)["clients"]["addresses"])
 
 
-def test_client_ip_affinity_pins_each_address_per_node():
-    ds = _load("affinity-few-clients")
+@source
+def test_client_ip_affinity_pins_each_address_per_node(get, source):
+    ds = get("affinity-few-clients", source)
     entry = entry_flows(ds)
     pins = entry.groupby(["node", "orig_src_ip"], observed=True)["backend_ip"].nunique()
     assert (pins == 1).all(), pins
@@ -213,8 +248,9 @@ def test_client_ip_affinity_pins_each_address_per_node():
     assert max(got.values()) >= 1.5 / len(topology(ds)["pods"]), got
 
 
-def test_keepalive_new_pod_starves():
-    ds = _load("keepalive-scale-up")
+@source
+def test_keepalive_new_pod_starves(get, source):
+    ds = get("keepalive-scale-up", source)
     (event,) = ds.recording["events"]
     assert (event["pod"], event["action"]) == ("web-4", "add")
     before = ds["ground_truth_after_event_1"].groupby("pod", observed=True)["requests"].sum()
@@ -234,8 +270,9 @@ def test_keepalive_new_pod_starves():
     assert sum(conns.values()) <= 2 * ds.recording["traffic"]["connections"]
 
 
-def test_removed_endpoint_leaves_stale_flows():
-    ds = _load("endpoint-removed-stale")
+@source
+def test_removed_endpoint_leaves_stale_flows(get, source):
+    ds = get("endpoint-removed-stale", source)
     (event,) = ds.recording["events"]
     assert (event["pod"], event["action"]) == ("web-3", "unready")
     web3 = next(p["ip"] for p in topology(ds)["pods"] if p["name"] == "web-3")
