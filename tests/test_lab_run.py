@@ -244,3 +244,97 @@ def test_client_ip_affinity_pins_each_client_per_node(need_root, need_binary):
             pods_of_client.setdefault((pod.node, client), set()).add(pod.name)
     assert len(pods_of_client) == 16  # 8 clients on each of the 2 nodes
     assert all(len(pods) == 1 for pods in pods_of_client.values()), pods_of_client
+
+
+SERVED = """
+name: served-metrics
+nodes:
+  - {name: node-a, proxy_mode: iptables-legacy}
+  - {name: node-b, proxy_mode: iptables-legacy}
+pods:
+  - {name: web-1, node: node-a, labels: {app: web}}
+  - {name: web-2, node: node-b, labels: {app: web}}
+services:
+  - name: web
+    selector: {app: web}
+    ports: [{name: http, port: 80, targetPort: 8080, nodePort: 30083}]
+clients: {count: 2, addressing: distinct}
+traffic:
+  node_weights: {node-a: 1, node-b: 1}
+  requests: 10
+  max_seconds: 10
+"""
+PROMETHEUS_CONFIG = """
+global: {{scrape_interval: 1s, scrape_timeout: 900ms}}
+scrape_configs:
+  - job_name: npa-lab
+    honor_labels: true   # keep the lab's instance=<node> on the kube-proxy series
+    static_configs: [{{targets: ["127.0.0.1:{port}"]}}]
+"""
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def prometheus_query(base: str, query: str) -> list[dict]:
+    import json
+    import urllib.parse
+    import urllib.request
+
+    with urllib.request.urlopen(f"{base}/api/v1/query?{urllib.parse.urlencode({'query': query})}", timeout=5) as r:
+        reply = json.load(r)
+    assert reply["status"] == "success", reply
+    return reply["data"]["result"]
+
+
+def test_a_real_prometheus_scrapes_the_live_lab(need_root, need_binary, tmp_path):
+    """lab_up(serve_metrics_port=...) is scraped by a real Prometheus (loopback, temp TSDB)
+    before and after an event; both nodes' kube-proxy series are told apart by instance."""
+    import time
+
+    from npanalytics.lab.runner import lab_up
+
+    prometheus = need_binary("prometheus")
+    port, web = free_port(), free_port()
+    (tmp_path / "prometheus.yml").write_text(PROMETHEUS_CONFIG.format(port=port))
+    base = f"http://127.0.0.1:{web}"
+    proc = subprocess.Popen(
+        [prometheus, f"--config.file={tmp_path / 'prometheus.yml'}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+         f"--web.listen-address=127.0.0.1:{web}", "--storage.tsdb.retention.time=1h"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    sync = 'kubeproxy_sync_proxy_rules_duration_seconds_count{job="npa-lab"}'
+
+    def wait_for(query: str, want: dict[str, float], seconds: float = 10.0) -> None:
+        end, got = time.monotonic() + seconds, None
+        while time.monotonic() < end:
+            try:
+                got = {r["metric"].get("instance"): float(r["value"][1]) for r in prometheus_query(base, query)}
+            except OSError:
+                got = None  # Prometheus still starting
+            if got == want:
+                return
+            time.sleep(0.2)
+        raise AssertionError(f"{query}: wanted {want}, Prometheus has {got}")
+
+    try:
+        with lab_up(SERVED, serve_metrics_port=port) as topo:
+            assert topo.metrics_server.server_address[1] == port
+            wait_for(sync, {"node-a": 1, "node-b": 1})
+            topo.apply_event("web-2", "unready")
+            wait_for(sync, {"node-a": 2, "node-b": 2})
+            wait_for('kube_pod_status_ready{job="npa-lab",pod="web-2",condition="false"}', {f"127.0.0.1:{port}": 1})
+            scrapes = topo.metrics_server.scrapes
+        assert scrapes >= 2
+        assert prometheus_query(base, 'up{job="npa-lab"}')  # the target was known and scraped
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
