@@ -84,3 +84,86 @@ def test_node_sample_is_consistent():
     # and the iptables counters agree: 300 first packets went through KUBE-NODEPORTS
     saved = (SAMPLE / "raw" / "iptables-save.txt").read_text()
     assert re.search(r"^\[300:\d+\] -A KUBE-NODEPORTS .*--dport 30080 ", saved, re.M)
+
+
+def test_serve_metrics_option_on_up_run_record():
+    assert parse("lab", "up", "two-nodes-local", "--serve-metrics", "0").serve_metrics == 0
+    assert parse("lab", "run", "x.yaml", "--serve-metrics", "9100").serve_metrics == 9100
+    assert parse("lab", "record", "x", "--out", "d", "--serve-metrics", "9101").serve_metrics == 9101
+    assert parse("lab", "run", "x.yaml").serve_metrics is None
+    with pytest.raises(SystemExit):
+        parse("lab", "run", "x.yaml", "--serve-metrics", "http")
+
+
+@pytest.mark.parametrize("command", [["up", "two-nodes-local"], ["run", "two-nodes-local"],
+                                     ["record", "two-nodes-local", "--out", "/nonexistent/npa-x"]])
+def test_serve_metrics_port_is_checked_first(capsys, command):
+    assert cli.main([*command, "--serve-metrics", "65536"]) == 2
+    assert "--serve-metrics must be a port in [0, 65535] (0: a free one); got 65536" in capsys.readouterr().err
+
+
+def test_record_help_documents_the_usage(capsys):
+    from npanalytics.lab.scenario import bundled_scenarios
+
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["record", "--help"])
+    assert exc.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    for needle in ("lab record etp-local-uneven --out datasets/etp-local-uneven --overwrite",
+                   "load_dataset", "promtool tsdb create-blocks-from openmetrics", "--serve-metrics PORT",
+                   "manifest.json", "--node NODE"):
+        assert needle in text, needle
+    assert all(name in cli.__doc__ for name in bundled_scenarios())
+
+
+TINY_UP = """
+name: cli-served
+nodes:
+  - {name: node-a, proxy_mode: iptables-legacy}
+  - {name: node-b, proxy_mode: iptables-legacy}
+pods:
+  - {name: web-1, node: node-a, labels: {app: web}}
+services:
+  - name: web
+    selector: {app: web}
+    ports: [{name: http, port: 80, targetPort: 8080, nodePort: 30084}]
+clients: {count: 1, addressing: distinct}
+traffic: {node_weights: {node-a: 1}, requests: 5, max_seconds: 5}
+"""
+
+
+def test_up_serves_metrics_until_it_is_down(need_root, capsys, tmp_path):
+    import socket
+    import threading
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    spec = tmp_path / "cli-served.yaml"
+    spec.write_text(TINY_UP)
+    scraped: list[str] = []
+    stop = threading.Event()
+
+    def scrape() -> None:
+        while not stop.is_set() and not scraped:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as reply:
+                    scraped.append(reply.read().decode())
+            except OSError:
+                stop.wait(0.1)  # not up yet
+
+    thread = threading.Thread(target=scrape, daemon=True)
+    thread.start()
+    try:
+        assert cli.main(["up", str(spec), "--max-seconds", "3", "--serve-metrics", str(port)]) == 0
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+    out, err = capsys.readouterr()
+    assert f"serving the lab's metrics at http://127.0.0.1:{port}/metrics" in err
+    assert re.search(r"metrics scraped [1-9]\d* time\(s\)", err)
+    assert "lab is down" in out
+    assert scraped and 'kubeproxy_sync_proxy_rules_duration_seconds_count{instance="node-b",ip_family="IPv4"} 1' in scraped[0]
+    with pytest.raises(OSError):  # the server went down with the lab
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2)
