@@ -394,13 +394,15 @@ def _derive(root: Path, frame: str, parts: list[Derivation]) -> tuple[pd.DataFra
 
 
 def _concat(pieces: list[pd.DataFrame]) -> pd.DataFrame:
-    """Concatenate frames of one kind, keeping categorical columns categorical."""
-    from pandas.api.types import union_categoricals
+    """Concatenate frames of one kind, keeping label columns categorical.
 
+    Readers may give a label column categories of different dtypes (an all-missing
+    column has no categories to infer a dtype from), so labels are joined as text.
+    """
     out = pd.concat(pieces, ignore_index=True)
     for col in pieces[0].columns:
-        if isinstance(pieces[0][col].dtype, pd.CategoricalDtype) and not isinstance(out[col].dtype, pd.CategoricalDtype):
-            out[col] = union_categoricals([p[col] for p in pieces], ignore_order=True)
+        if isinstance(pieces[0][col].dtype, pd.CategoricalDtype):
+            out[col] = pd.concat([p[col].astype("str") for p in pieces], ignore_index=True).astype("category")
     return out
 
 

@@ -132,3 +132,17 @@ def test_bundled_datasets_are_found_after_a_wheel_install(tmp_path):
     module_file, ds_path = out.stdout.split()
     assert module_file.startswith(str(site))
     assert ds_path.startswith(str(site / "npanalytics" / "_bundled_datasets"))
+
+
+def test_frames_of_one_kind_from_different_readers_concatenate():
+    """An all-missing label column (float categories) joins one with str categories."""
+    from npanalytics.datasets import _concat
+
+    a = _endpoints()
+    b = _endpoints()
+    a["endpoint_chain"] = pd.Categorical([None] * len(a))
+    out = _concat([a, b])
+    assert isinstance(out["endpoint_chain"].dtype, pd.CategoricalDtype)
+    assert out["endpoint_chain"].isna().sum() == len(a)
+    assert isinstance(out["endpoint_ip"].dtype, pd.CategoricalDtype)
+    assert len(out) == len(a) + len(b)
