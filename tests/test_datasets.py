@@ -141,8 +141,10 @@ def test_frames_of_one_kind_from_different_readers_concatenate():
     a = _endpoints()
     b = _endpoints()
     a["endpoint_chain"] = pd.Categorical([None] * len(a))
+    b["endpoint_chain"] = pd.Series(["KUBE-SEP-A", "KUBE-SEP-B", "KUBE-SEP-C"], dtype="str").astype("category")
     out = _concat([a, b])
     assert isinstance(out["endpoint_chain"].dtype, pd.CategoricalDtype)
     assert out["endpoint_chain"].isna().sum() == len(a)
+    assert out["endpoint_chain"].iloc[len(a):].tolist() == ["KUBE-SEP-A", "KUBE-SEP-B", "KUBE-SEP-C"]
     assert isinstance(out["endpoint_ip"].dtype, pd.CategoricalDtype)
     assert len(out) == len(a) + len(b)
