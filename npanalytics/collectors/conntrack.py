@@ -272,737 +272,490 @@ def _line_kind(line: str) -> tuple[str, int]:
 
 
 # ---------------------------------------------------------------------------------------
-# Blocks of rows
+# The fast path: one compiled pass over the bytes
 # ---------------------------------------------------------------------------------------
+#
+# The functions of this section are plain Python until :func:`_compiled` hands them to
+# numba (imported then, not at ``import npanalytics``). The kernel reads the common shapes
+# of lines -- tcp/udp/icmp/sctp over IPv4, in the default or the extended/proc layout --
+# and leaves every other line (IPv6, rare keys, blank and summary lines, anything odd,
+# any error) to :func:`_parse_line`. It only accepts what :func:`_parse_line` accepts,
+# with the same values, so both paths give the same frame.
 
-
-class _Block:
-    """Rows of one part of the input, in line order.
-
-    Column-major: ``nums``/``present`` are ``(len(_NUM_SLOTS), rows)``, ``strs`` are
-    ``(len(_STR_SLOTS), rows)`` codes into ``words`` (an Arrow string array; -1 for NA),
-    ``flags`` is ``(4, rows)``.
-    """
-
-    __slots__ = ("lineno", "nums", "present", "strs", "words", "flags", "keys")
-
-    def __init__(self, lineno, nums, present, strs, words, flags, keys):
-        self.lineno = lineno
-        self.nums = nums
-        self.present = present
-        self.strs = strs
-        self.words = words
-        self.flags = flags
-        self.keys = keys  # _text_key of each word's source bytes, to merge blocks fast
-
-    @classmethod
-    def from_records(cls, records: list[tuple[int, dict, dict, list]]) -> "_Block":
-        n = len(records)
-        nums = np.zeros((len(_NUM_SLOTS), n), np.int64)
-        present = np.zeros((len(_NUM_SLOTS), n), bool)
-        strs = np.full((len(_STR_SLOTS), n), -1, np.int32)
-        flags = np.zeros((len(_FLAGS), n), bool)
-        words: dict[str, int] = {}
-        lineno = np.zeros(n, np.int64)
-        for r, (ln, nd, sd, fl) in enumerate(records):
-            lineno[r] = ln
-            for k, v in nd.items():
-                j = _NUM[k]
-                nums[j, r] = v
-                present[j, r] = True
-            for k, v in sd.items():
-                strs[_STR[k], r] = words.setdefault(v, len(words))
-            flags[:, r] = fl
-        return cls(lineno, nums, present, strs, pa.array(list(words), pa.string()), flags, _text_keys(list(words)))
-
-    def take(self, rows: np.ndarray) -> "_Block":
-        return _Block(self.lineno[rows], np.take(self.nums, rows, axis=1), np.take(self.present, rows, axis=1), np.take(self.strs, rows, axis=1), self.words, np.take(self.flags, rows, axis=1), self.keys)
-
-    @staticmethod
-    def merge(a: "_Block", b: "_Block") -> "_Block":
-        """Rows of both, ordered by line number (b's words appended to a's)."""
-        if len(b.lineno) == 0:
-            return a
-        if len(a.lineno) == 0:
-            return b
-        words = pa.concat_arrays([a.words, b.words])
-        bstrs = np.where(b.strs >= 0, b.strs + len(a.words), -1).astype(np.int32)
-        order = np.argsort(np.concatenate([a.lineno, b.lineno]), kind="stable")
-        return _Block(
-            np.concatenate([a.lineno, b.lineno])[order],
-            np.take(np.concatenate([a.nums, b.nums], axis=1), order, axis=1),
-            np.take(np.concatenate([a.present, b.present], axis=1), order, axis=1),
-            np.take(np.concatenate([a.strs, bstrs], axis=1), order, axis=1),
-            words,
-            np.take(np.concatenate([a.flags, b.flags], axis=1), order, axis=1),
-            np.concatenate([a.keys, b.keys]),
-        )
-
-
-_KEY_MUL = 0x9E3779B97F4A7C15
-_M64 = (1 << 64) - 1
-
-
-def _text_keys(words: list[str]) -> np.ndarray:
-    """The 64-bit key :func:`_factorize_windows` gives the bytes of each word."""
-    out = np.zeros(len(words), np.uint64)
-    for i, w in enumerate(words):
-        b = w.encode()
-        h = len(b)
-        for k in range(0, len(b), 8):
-            h = ((h * _KEY_MUL) & _M64) ^ int.from_bytes(b[k : k + 8], "little")
-        out[i] = h
-    return out
-
-
-def _append(words: list[str], index: dict[str, int], w: str) -> int:
-    index[w] = len(words)
-    words.append(w)
-    return index[w]
-
-
-# ---------------------------------------------------------------------------------------
-# The fast path
-# ---------------------------------------------------------------------------------------
-
-_U = np.uint64
-_ZEROS = _U(0x3030303030303030)
-_F0 = _U(0xF0F0F0F0F0F0F0F0)
-_SIX = _U(0x0606060606060606)
-_ONES = _U(0x0101010101010101)
-_HIGH = _U(0x8080808080808080)
-_EQ = _U(0x3D3D3D3D3D3D3D3D)
-# _LOW[c]: the c first (low) bytes; _TOP[c]: the c last (high) bytes.
-_LOW = np.array([(1 << (8 * c)) - 1 for c in range(9)], dtype=np.uint64)
-_TOP = np.array([((1 << 64) - 1) ^ ((1 << (8 * (8 - c))) - 1) for c in range(9)], dtype=np.uint64)
-_PAD = 16
-
-
-def _word(text: str) -> int:
-    return int.from_bytes(text.encode(), "little")
-
-
-# Key ids of the fast path. Short keys (up to 7 bytes) are told by their masked first
-# window, the three long ones by both windows.
-_K_SRC, _K_DST, _K_SPORT, _K_DPORT, _K_TYPE, _K_CODE, _K_ID, _K_PACKETS, _K_BYTES = range(9)
-_K_MARK, _K_SECMARK, _K_USE, _K_ZONE, _K_ZORIG, _K_ZREPLY, _K_DELTA, _K_OTHER = range(9, 16 + 1)
-_SHORT_KEYS = {
-    "src": _K_SRC, "dst": _K_DST, "sport": _K_SPORT, "dport": _K_DPORT, "type": _K_TYPE,
-    "code": _K_CODE, "id": _K_ID, "packets": _K_PACKETS, "bytes": _K_BYTES, "mark": _K_MARK,
-    "secmark": _K_SECMARK, "use": _K_USE, "zone": _K_ZONE,
-}
-_SK_WORDS = np.array(sorted(_word(k) for k in _SHORT_KEYS), dtype=np.uint64)
-_SK_IDS = np.array([_SHORT_KEYS[k] for k in sorted(_SHORT_KEYS, key=_word)], dtype=np.int8)
-_LONG_KEYS = {"zone-orig": _K_ZORIG, "zone-reply": _K_ZREPLY, "delta-time": _K_DELTA}
-_NSLOT = len(_NUM_SLOTS) + 4 + len(_FLAGS)  # numeric slots, 4 IP slots, flags
-_IP_BASE = len(_NUM_SLOTS)
-_FLAG_BASE = _IP_BASE + 4
-# slot of (key id, direction 0/1); -1: not handled by the fast path.
-_SLOT = np.full((_K_OTHER + 2, 2), -1, np.int16)
-for _k, (_o, _r) in {
-    _K_SPORT: ("orig_sport", "reply_sport"), _K_DPORT: ("orig_dport", "reply_dport"),
-    _K_TYPE: ("orig_type", "reply_type"), _K_CODE: ("orig_code", "reply_code"),
-    _K_ID: ("orig_id", "reply_id"), _K_PACKETS: ("orig_packets", "reply_packets"),
-    _K_BYTES: ("orig_bytes", "reply_bytes"),
-}.items():
-    _SLOT[_k] = (_NUM[_o], _NUM[_r])
-for _k, _n in {_K_MARK: "mark", _K_SECMARK: "secmark", _K_USE: "use", _K_ZONE: "zone",
-               _K_ZORIG: "zone-orig", _K_ZREPLY: "zone-reply", _K_DELTA: "delta-time"}.items():
-    _SLOT[_k] = (_NUM[_n], _NUM[_n])
-_SLOT[_K_SRC] = (_IP_BASE + 0, _IP_BASE + 2)
-_SLOT[_K_DST] = (_IP_BASE + 1, _IP_BASE + 3)
-_K_CTID = _K_OTHER + 1
-_SLOT[_K_CTID] = (_NUM["ct_id"], _NUM["ct_id"])
-_FLAG_WORDS = [(_word(f[:8]), _word(f[8:]), len(f)) for f in _FLAGS]
-
-
-def _digits(u64: np.ndarray, vs: np.ndarray, ve: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Values of the decimal numbers at ``[vs, ve)`` and whether each is 1-16 digits."""
-    vl = ve - vs
-    ok = (vl >= 1) & (vl <= 16)
-    c = np.minimum(vl, 8).clip(0, 8)
-    w = u64[ve - 8]
-    top = _TOP[c]
-    w = (w & top) | (_ZEROS & ~top)
-    ok &= ((w & _F0) == _ZEROS) & (((w + _SIX) & _F0) == _ZEROS)
-    value = _swar8(w - _ZEROS)
-    long = np.flatnonzero(vl > 8)
-    if len(long):
-        c2 = np.clip(vl[long] - 8, 0, 8)
-        w2 = u64[ve[long] - 16]
-        top2 = _TOP[c2]
-        w2 = (w2 & top2) | (_ZEROS & ~top2)
-        ok[long] &= ((w2 & _F0) == _ZEROS) & (((w2 + _SIX) & _F0) == _ZEROS)
-        value[long] += _swar8(w2 - _ZEROS) * _U(100_000_000)
-    return value.view(np.int64), ok
-
-
-def _swar8(d: np.ndarray) -> np.ndarray:
-    """8 digit bytes (first digit in the low byte) to their value."""
-    d = d * _U(10) + (d >> _U(8))
-    return (
-        ((d & _U(0x000000FF000000FF)) * _U(100 + (1000000 << 32)))
-        + (((d >> _U(16)) & _U(0x000000FF000000FF)) * _U(1 + (10000 << 32)))
-    ) >> _U(32)
-
-
-def _factorize_windows(u64: np.ndarray, vs: np.ndarray, vl: np.ndarray, buf: np.ndarray):
-    """Codes and distinct byte strings (an Arrow string array) of the spans ``[vs, vs+vl)``.
-
-    Exact: spans are told apart by all their bytes (8-byte windows), hashing only
-    speeds up the grouping and a collision falls back to a sort.
-    """
-    if len(vs) == 0:
-        return np.zeros(0, np.int32), pa.array([], pa.string()), np.zeros(0, np.uint64)
-    nwin = int((int(vl.max()) + 7) // 8)
-    wins = []
-    h = vl.astype(np.uint64)
-    for k in range(nwin):
-        c = np.clip(vl - 8 * k, 0, 8)
-        w = u64[vs + 8 * k] & _LOW[c]
-        wins.append(w)
-        if k == 0:
-            h = np.where(vl > 0, (h * _U(_KEY_MUL)) ^ w, h)
-        else:
-            h = np.where(vl > 8 * k, (h * _U(_KEY_MUL)) ^ w, h)
-    codes, _ = pd.factorize(h)
-    running = np.maximum.accumulate(codes)
-    first = np.flatnonzero(np.concatenate([[True], running[1:] > running[:-1]]))
-    rep = first[codes]
-    if not all(np.array_equal(w, w[rep]) for w in wins) or not np.array_equal(vl, vl[rep]):
-        # a hash collision: fall back to an exact sort-based factorisation
-        keys = np.stack([vl.astype(np.uint64)] + wins, axis=1)
-        _, first, codes = np.unique(keys, axis=0, return_index=True, return_inverse=True)
-        codes = codes.ravel()
-    lengths = vl[first]
-    offsets = np.zeros(len(first) + 1, np.int32)
-    np.cumsum(lengths, out=offsets[1:])
-    gather = np.repeat(vs[first] - offsets[:-1], lengths) + np.arange(int(offsets[-1]))
-    texts = pa.StringArray.from_buffers(
-        len(first), pa.py_buffer(offsets), pa.py_buffer(np.ascontiguousarray(buf[gather]))
-    )
-    return codes.astype(np.int32), texts, h[first]
-
-
-_IPV4_RE = r"^(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])(\.(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])){3}$"
-# Names the fast path knows; any other goes to the reference parser.
-_VOCAB = (
-    "ipv4", "ipv6", "tcp", "udp", "icmp", "icmpv6", "sctp", "gre", "udplite", "dccp", "unknown",
-    "NONE", "SYN_SENT", "SYN_RECV", "ESTABLISHED", "FIN_WAIT", "CLOSE_WAIT", "LAST_ACK",
-    "TIME_WAIT", "CLOSE", "SYN_SENT2",
+# Names the kernel knows; their index is the code it writes (``_Output.words`` starts so).
+_L3_NAMES = ("ipv4",)
+_PROTO_NAMES = ("tcp", "udp", "icmp", "sctp", "udplite", "dccp", "unknown")
+_STATE_NAMES = (
+    "ESTABLISHED", "TIME_WAIT", "SYN_SENT", "SYN_RECV", "FIN_WAIT", "CLOSE_WAIT", "LAST_ACK", "CLOSE",
+    "NONE", "SYN_SENT2", "CLOSED", "COOKIE_WAIT", "COOKIE_ECHOED", "SHUTDOWN_SENT", "SHUTDOWN_RECD",
+    "SHUTDOWN_ACK_SENT", "HEARTBEAT_SENT", "HEARTBEAT_ACKED",
 )
-_VOCAB_PA = pa.array(_VOCAB, pa.string())
-_VOCAB_KEYS = _text_keys(list(_VOCAB))
+_NAMES = _L3_NAMES + _PROTO_NAMES + _STATE_NAMES
+_PROTO_FIRST = len(_L3_NAMES)
+_STATE_FIRST = _PROTO_FIRST + len(_PROTO_NAMES)
+# Keys the kernel knows, most frequent first (it tries them in this order).
+_FAST_KEYS = ("src", "dst", "sport", "dport", "packets", "bytes", "mark", "use", "delta-time",
+              "type", "code", "id", "zone", "zone-orig", "zone-reply", "secmark")
+_K_SRC, _K_DST, _K_CODE, _K_ID = (_FAST_KEYS.index(k) for k in ("src", "dst", "code", "id"))
+# Numeric slot of each key in the original (column 0) and reply (column 1) tuple; the
+# same slot twice for keys outside the tuples. ``id=`` right after ``code=`` is the ICMP
+# id, any other ``id=`` the entry id.
+_KEY_SLOT = np.array(
+    [(-1, -1), (-1, -1)]
+    + [(_NUM[f"orig_{k}"], _NUM[f"reply_{k}"]) for k in ("sport", "dport", "packets", "bytes")]
+    + [(_NUM[k], _NUM[k]) for k in ("mark", "use", "delta-time")]
+    + [(_NUM[f"orig_{k}"], _NUM[f"reply_{k}"]) for k in ("type", "code", "id")]
+    + [(_NUM[k], _NUM[k]) for k in ("zone", "zone-orig", "zone-reply", "secmark")],
+    dtype=np.int64,
+)
+_KEY_IN_TUPLE = np.array([k in _TUPLE_KEYS for k in _FAST_KEYS])
+# (first slot, last slot) of the keys that come all or none in a tuple, per direction.
+_GROUPS = np.array(
+    [[_NUM[f"{d}_{k}"] for k in ("sport", "dport")] + [-1] for d in ("orig", "reply")]
+    + [[_NUM[f"{d}_{k}"] for k in ("type", "code", "id")] for d in ("orig", "reply")]
+    + [[_NUM[f"{d}_{k}"] for k in ("packets", "bytes")] + [-1] for d in ("orig", "reply")],
+    dtype=np.int64,
+)
+_PROTONUM, _TIMEOUT, _CT_ID = _NUM["protonum"], _NUM["timeout"], _NUM["ct_id"]
+_MIN_ENTRY = 31  # "a 1 src=:: dst=:: src=:: dst=::": no entry line is shorter (bytes, no newline)
 
 
-def _vocab_table():
-    w1 = np.array([_word(v[:8]) for v in _VOCAB], np.uint64)
-    w2 = np.array([_word(v[8:16]) for v in _VOCAB], np.uint64)
-    ln = np.array([len(v) for v in _VOCAB], np.int64)
-    key = w1 ^ (w2 * _U(0x9E3779B97F4A7C15)) ^ (ln.astype(np.uint64) << _U(56))
-    order = np.argsort(key)
-    return key[order], w1[order], w2[order], ln[order], order.astype(np.int32)
+def _packed(words: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """Words as one byte array and the offsets of their starts (and of the end)."""
+    data = "".join(words).encode("ascii")
+    offsets = np.zeros(len(words) + 1, np.int64)
+    np.cumsum([len(w) for w in words], out=offsets[1:])
+    return np.frombuffer(data, np.uint8).copy(), offsets
 
 
-_VT_KEY, _VT_W1, _VT_W2, _VT_LEN, _VT_CODE = _vocab_table()
+# Output layout: every numeric slot with a column is a row of the int64 or the int32
+# table (``_OUT_TABLE`` 1 or 2, ``_OUT_ROW``) and of the ``missing`` table (``_OUT_MISSING``).
+_OUT_SLOTS = [(j, slot, col) for j, (slot, col, _) in enumerate(_NUM_SLOTS) if col is not None]
+_OUT_TABLE = np.zeros(len(_NUM_SLOTS), np.int64)
+_OUT_ROW = np.full(len(_NUM_SLOTS), -1, np.int64)
+_OUT_MISSING = np.full(len(_NUM_SLOTS), -1, np.int64)
+for _m, (_j, _slot, _col) in enumerate(_OUT_SLOTS):
+    _OUT_TABLE[_j] = 2 if SCHEMAS["conntrack_flows"].column(_col).dtype == "Int32" else 1
+    _OUT_ROW[_j] = int(np.count_nonzero(_OUT_TABLE[:_j] == _OUT_TABLE[_j]))
+    _OUT_MISSING[_j] = _m
+_N64 = int(np.count_nonzero(_OUT_TABLE == 1))
+_N32 = int(np.count_nonzero(_OUT_TABLE == 2))
+_TABLES = (*_packed(_NAMES), *_packed(_FAST_KEYS), *_packed(_FLAGS), _KEY_SLOT, _KEY_IN_TUPLE,
+           _GROUPS, _NUM_MAX, _OUT_TABLE, _OUT_ROW, _OUT_MISSING)
 
 
-def _vocab_codes(w1: np.ndarray, w2: np.ndarray, ln: np.ndarray) -> np.ndarray:
-    """Index in ``_VOCAB`` of tokens given by their two windows and length; -1 if unknown."""
-    a = w1 & _LOW[np.minimum(ln, 8)]
-    b = w2 & _LOW[np.clip(ln - 8, 0, 8)]
-    key = a ^ (b * _U(0x9E3779B97F4A7C15)) ^ (ln.astype(np.uint64) << _U(56))
-    j = np.searchsorted(_VT_KEY, key).clip(0, len(_VT_KEY) - 1)
-    ok = (_VT_W1[j] == a) & (_VT_W2[j] == b) & (_VT_LEN[j] == ln) & (ln <= 16)
-    return np.where(ok, _VT_CODE[j], -1).astype(np.int32)
+def _match(buf, start, end, data, offsets, first, stop):
+    """Index in ``[first, stop)`` of the packed word equal to ``buf[start:end]``, or -1."""
+    n = end - start
+    for w in range(first, stop):
+        if offsets[w + 1] - offsets[w] == n:
+            o = offsets[w] - start
+            i = start
+            while i < end and buf[i] == data[o + i]:
+                i += 1
+            if i == end:
+                return w
+    return -1
 
 
-def _generic_chunk(chunk: bytes | memoryview, line0: int, extended: bool) -> tuple[_Block, np.ndarray, int]:
-    """Parse the lines of ``chunk`` (which ends with a newline) vectorised, token by token.
+def _decimal(buf, start, end):
+    """``(value, stop)``: the decimal number that starts at ``start`` and ends at ``stop``
+    (the first byte that is not a digit); value -1 for none or more than 18 digits."""
+    value = 0
+    i = start
+    while i < end and 48 <= buf[i] <= 57:
+        value = value * 10 + buf[i] - 48
+        i += 1
+    return (value if 0 < i - start <= 18 else -1), i
 
-    Returns the block of rows understood, the chunk-relative indices of the lines left
-    for the reference parser (blank lines are neither), and the number of lines.
+
+def _ipv4(buf, start, end):
+    """``(value, stop)``: the IPv4 address that starts at ``start`` as a number (-1 if it is
+    not one as :mod:`ipaddress` reads it: four parts of at most 255, no leading zero)."""
+    value = 0
+    i = start
+    for part in range(4):
+        if part > 0:
+            if i >= end or buf[i] != 46:
+                return -1, i
+            i += 1
+        first = i
+        octet = 0
+        while i < end and 48 <= buf[i] <= 57 and i - first < 3:
+            octet = octet * 10 + buf[i] - 48
+            i += 1
+        if i == first or octet > 255 or (i - first > 1 and buf[first] == 48):
+            return -1, i
+        value = value * 256 + octet
+    return value, i
+
+
+def _fast_line(buf, start, end, extended, tables, nums, have, ips, names, flags):
+    """Read the line ``buf[start:end]`` into the scratch arrays; False if it is not one the
+    kernel reads (what it wrote then does not count).
+
+    ``nums``/``have``: numeric slots (``_NUM_SLOTS``); ``ips``: the four addresses (original
+    src, dst, reply src, dst); ``names``: codes of l3, protocol, state (-1: none); ``flags``.
+    Each byte is looked at once: a key is read up to its ``=``, its value parsed in place.
     """
-    n = len(chunk)
-    a = np.empty(n + 2 * _PAD + 16, np.uint8)
-    a[:_PAD] = 32
-    a[_PAD : _PAD + n] = np.frombuffer(chunk, np.uint8)
-    a[_PAD + n :] = 32
-    u64 = np.ndarray((len(a) - 7,), dtype="<u8", buffer=a, strides=(1,))
-    nl = np.flatnonzero(a == 10)
-    nlines = len(nl)
-    sep = a <= 32
-    edges = np.flatnonzero(sep[1:] != sep[:-1])
-    starts = edges[0::2] + 1
-    ends = edges[1::2] + 1
-    ntokens = len(starts)
-    before_nl = np.searchsorted(starts, nl)
-    ft = np.concatenate([[0], before_nl[:-1]])
-    ntok = before_nl - ft
-    tl = np.repeat(np.arange(nlines), ntok)
-    bad = np.zeros(nlines, bool)
-    ctrl = np.flatnonzero((a < 32) & (a != 10))
-    if len(ctrl):
-        bad[np.searchsorted(nl, ctrl)] = True
-    blank = (ntok == 0) & ~bad
-    bad |= blank  # not rows; blank lines are removed from the fallback below
-    tlen = ends - starts
-    # where is '=' in the first 8 bytes of each token?
-    w1 = u64[starts]
-    x = w1 ^ _EQ
-    z = (x - _ONES) & ~x & _HIGH
-    p = ((np.bitwise_count((z & (~z + _U(1))) - _U(1)).astype(np.int64) - 7) >> 3)
-    iskey = (z != 0) & (p < tlen)
-    p = np.where(iskey, p, 0)
-    kid = np.full(ntokens, -1, np.int16)
-    short = np.flatnonzero(iskey)
-    kw = w1[short] & _LOW[p[short]]
-    j = np.searchsorted(_SK_WORDS, kw).clip(0, len(_SK_WORDS) - 1)
-    hit = _SK_WORDS[j] == kw
-    kid[short] = np.where(hit, _SK_IDS[j], _K_OTHER)
-    # tokens longer than 8 bytes without '=' in the first window: long keys, flags, names
-    rest = np.flatnonzero(~iskey & (tlen > 8))
-    w2 = np.zeros(ntokens, np.uint64)
-    if len(rest):
-        w2r = u64[starts[rest] + 8]
-        w2[rest] = w2r
-        x2 = w2r ^ _EQ
-        z2 = (x2 - _ONES) & ~x2 & _HIGH
-        p2 = ((np.bitwise_count((z2 & (~z2 + _U(1))) - _U(1)).astype(np.int64) - 7) >> 3)
-        long = (z2 != 0) & (p2 + 8 < tlen[rest])
-        lr = rest[long]
-        p[lr] = p2[long] + 8
-        iskey[lr] = True
-        kid[lr] = _K_OTHER
-        for name, k in _LONG_KEYS.items():
-            m = (w1[lr] == _U(_word(name[:8]))) & ((w2[lr] & _LOW[p[lr] - 8]) == _U(_word(name[8:]))) & (p[lr] == len(name))
-            kid[lr[m]] = k
-    keys = np.flatnonzero(iskey)
-    ktl = tl[keys]
-    nkeys = np.bincount(ktl, minlength=nlines)
-    j = np.searchsorted(keys, ft).clip(0, max(len(keys) - 1, 0))
-    has_key = (nkeys > 0)
-    firstkey = np.where(has_key, keys[j] if len(keys) else 0, 0)
-    off = 2 if extended else 0
-    npos = firstkey - ft
-    bad |= ~has_key | ((npos != off + 3) & (npos != off + 4))
-    # non-key tokens after the positional ones must be flags
-    tokidx = np.arange(ntokens)
-    flagtok = np.flatnonzero(~iskey & (tokidx >= firstkey[tl]))
-    fslot = np.full(len(flagtok), -1, np.int16)
-    fl = tlen[flagtok]
-    f1 = w1[flagtok] & _LOW[np.minimum(fl, 8)]
-    f2 = w2[flagtok] & _LOW[np.clip(fl - 8, 0, 8)]
-    for k, (a1, a2, ln) in enumerate(_FLAG_WORDS):
-        fslot[(f1 == _U(a1)) & (f2 == _U(a2)) & (fl == ln)] = _FLAG_BASE + k
-    bad[tl[flagtok[fslot < 0]]] = True
-    # directions: tokens from the second src= on belong to the reply tuple
-    kk = kid[keys]
-    srcs = keys[kk == _K_SRC]
-    nsrc = np.bincount(tl[srcs], minlength=nlines)
-    bad |= nsrc != 2
-    second = np.zeros(nlines, np.int64)
-    first = np.zeros(nlines, np.int64)
-    if len(srcs):
-        cum = np.cumsum(nsrc) - 1
-        second = srcs[cum.clip(0, len(srcs) - 1)]
-        first = srcs[(cum - 1).clip(0, len(srcs) - 1)]
-    direction = (keys >= second[ktl]).astype(np.int8)
-    prev_code = kid[keys - 1] == _K_CODE
-    kk = np.where((kk == _K_ID) & ~prev_code, _K_CTID, kk)
-    # tuple keys before the first src= are an error (the reference parser words it)
-    tuple_key = (kk == _K_DST) | ((kk >= _K_SPORT) & (kk <= _K_BYTES))
-    bad[ktl[tuple_key & (keys < first[ktl])]] = True
-    slot = _SLOT[np.where(kk < 0, _K_OTHER, kk), direction]
-    bad[ktl[slot < 0]] = True
-    # at most one value per slot and line
-    allslot = np.concatenate([slot.astype(np.int64), fslot.astype(np.int64)])
-    alltl = np.concatenate([ktl, tl[flagtok]])
-    okslot = allslot >= 0
-    counts = np.bincount(allslot[okslot] * nlines + alltl[okslot], minlength=nlines * _NSLOT).reshape(_NSLOT, nlines)
-    bad |= (counts > 1).any(axis=0)
-    have = counts > 0
-    # values
-    vs = starts[keys] + p[keys] + 1
-    ve = ends[keys]
-    isnum = (slot >= 0) & (slot < _IP_BASE)
-    nk = np.flatnonzero(isnum)
-    values, okv = _digits(u64, vs[nk], ve[nk])
-    okv &= values <= _NUM_MAX[slot[nk]]
-    bad[ktl[nk[~okv]]] = True
-    nums = np.zeros((len(_NUM_SLOTS), nlines), np.int64)
-    nums[slot[nk], ktl[nk]] = values
-    # positional tokens: protocol name/number, timeout, state (and l3 name/number)
-    pos0 = ft + off
-    posok = ~bad
-    pl = np.flatnonzero(posok)
-    vals, okp = _digits(u64, starts[pos0[pl] + 1], ends[pos0[pl] + 1])
-    nums[_NUM["protonum"], pl] = vals
-    vals2, okt = _digits(u64, starts[pos0[pl] + 2], ends[pos0[pl] + 2])
-    nums[_NUM["timeout"], pl] = vals2
-    okp &= okt
-    if extended:
-        _, okl = _digits(u64, starts[ft[pl] + 1], ends[ft[pl] + 1])
-        okp &= okl
-    bad[pl[~okp]] = True
-    present = have[: len(_NUM_SLOTS)].copy()
-    present[_NUM["protonum"]] = True
-    present[_NUM["timeout"]] = True
-    # groups that must come together, and both tuples' src and dst
-    for d, (s_, t_, c_, i_, pk, by) in enumerate(
-        (("orig_sport", "orig_type", "orig_code", "orig_id", "orig_packets", "orig_bytes"),
-         ("reply_sport", "reply_type", "reply_code", "reply_id", "reply_packets", "reply_bytes"))
-    ):
-        dp = "orig_dport" if d == 0 else "reply_dport"
-        bad |= present[_NUM[s_]] != present[_NUM[dp]]
-        bad |= (present[_NUM[t_]] != present[_NUM[c_]]) | (present[_NUM[t_]] != present[_NUM[i_]])
-        bad |= present[_NUM[pk]] != present[_NUM[by]]
-    bad |= ~have[_IP_BASE : _IP_BASE + 4].all(axis=0)
-    # strings: names from a known vocabulary, addresses checked once per distinct text
-    strs = np.full((len(_STR_SLOTS), nlines), -1, np.int32)
-    pl = np.flatnonzero(~bad)
-    sl = pl[npos[pl] == off + 4]
-    for rows_, tok, slot_ in ((pl, pos0[pl], "proto"), (sl, pos0[sl] + 3, "state")) + (
-        ((pl, ft[pl], "l3"),) if extended else ()
-    ):
-        w2t = np.where(tlen[tok] > 8, u64[starts[tok] + 8], _U(0))
-        vc = _vocab_codes(w1[tok], w2t, tlen[tok])
-        strs[_STR[slot_], rows_] = vc
-        bad[rows_[vc < 0]] = True
-    ipk = np.flatnonzero((slot >= _IP_BASE) & (slot < _FLAG_BASE))
-    ipk = ipk[~bad[ktl[ipk]]]
-    ipl = ve[ipk] - vs[ipk]
-    too_long = ipl > 39
-    bad[ktl[ipk[too_long]]] = True
-    ipk = ipk[~too_long]
-    codes, texts, tkeys = _factorize_windows(u64, vs[ipk], ve[ipk] - vs[ipk], a)
-    valid = pc.match_substring_regex(texts, _IPV4_RE).to_numpy(zero_copy_only=False)
-    v6 = pc.match_substring(texts, ":").to_numpy(zero_copy_only=False)
-    if v6.any():
-        listed = texts.to_pylist()
-        for u in np.flatnonzero(v6 & ~valid).tolist():
-            canon = _canon_ip(listed[u]) if listed[u].isascii() else None
-            if canon is not None:
-                listed[u] = canon
-                valid[u] = True
-        texts = pa.array(listed, pa.string())
-    bad[ktl[ipk[~valid[codes]]]] = True
-    strs[slot[ipk] - _IP_BASE, ktl[ipk]] = codes + len(_VOCAB)
+    (name_data, name_off, key_data, key_off, flag_data, flag_off,
+     key_slot, key_in_tuple, groups, num_max, _, _, _) = tables
+    for j in range(len(have)):
+        have[j] = False
+    for j in range(4):
+        ips[j] = -1
+    for j in range(3):
+        names[j] = -1
+    for j in range(len(flags)):
+        flags[j] = False
+    # fields in order: 0 L3 name, 1 L3 number, 2 L4 name, 3 L4 number, 4 timeout/state, 5 keys
+    field = 0 if extended else 2
+    positional = 0
+    direction = -1  # -1 before the first src=, then 0 (original), 1 (reply)
+    prev = -1  # the previous key (-1 after a flag)
+    i = start
+    while True:
+        while i < end and buf[i] == 32:
+            i += 1
+        if i == end:
+            break
+        a = i
+        while i < end and (97 <= buf[i] <= 122 or buf[i] == 45):  # a-z and -: a key's bytes
+            i += 1
+        if i < end and buf[i] == 61 and field >= 4:  # key=value
+            field = 5
+            k = _match(buf, a, i, key_data, key_off, 0, len(key_off) - 1)
+            if k < 0:
+                return False
+            if k == _K_SRC or k == _K_DST:
+                if k == _K_SRC:
+                    direction += 1
+                if direction < 0 or direction > 1:
+                    return False
+                slot = 2 * direction + (1 if k == _K_DST else 0)
+                if ips[slot] >= 0:
+                    return False
+                ips[slot], i = _ipv4(buf, i + 1, end)
+                if ips[slot] < 0:
+                    return False
+            else:
+                if k == _K_ID and prev != _K_CODE:
+                    slot = _CT_ID
+                elif key_in_tuple[k] and direction < 0:
+                    return False
+                else:
+                    slot = key_slot[k, max(direction, 0)]
+                if have[slot]:
+                    return False
+                nums[slot], i = _decimal(buf, i + 1, end)
+                if nums[slot] < 0 or nums[slot] > num_max[slot]:
+                    return False
+                have[slot] = True
+            if i < end and buf[i] != 32:
+                return False
+            prev = k
+            continue
+        while i < end and buf[i] != 32:  # any other token: printable ASCII without =
+            if buf[i] < 33 or buf[i] > 126 or buf[i] == 61:
+                return False
+            i += 1
+        if field == 0 or field == 2:  # L3 (ipv4 only) or L4 protocol name
+            first, stop = (0, _PROTO_FIRST) if field == 0 else (_PROTO_FIRST, _STATE_FIRST)
+            names[field // 2] = _match(buf, a, i, name_data, name_off, first, stop)
+            if names[field // 2] < 0:
+                return False
+            field += 1
+        elif field == 1 or field == 3:  # L3 or L4 protocol number
+            value, stop = _decimal(buf, a, i)
+            if value < 0 or stop != i:
+                return False
+            nums[_PROTONUM] = value
+            have[_PROTONUM] = field == 3
+            field += 1
+        elif field == 4:  # [timeout] [state]
+            positional += 1
+            value, stop = _decimal(buf, a, i)
+            if positional == 1 and value >= 0 and stop == i:
+                nums[_TIMEOUT] = value
+                have[_TIMEOUT] = True
+            else:
+                names[2] = _match(buf, a, i, name_data, name_off, _STATE_FIRST, len(name_off) - 1)
+                if names[2] < 0 or positional > 2 or (positional == 2 and not have[_TIMEOUT]):
+                    return False
+        else:  # a flag
+            k = _match(buf, a, i, flag_data, flag_off, 0, len(flag_off) - 1)
+            if k < 0 or flags[k]:
+                return False
+            flags[k] = True
+            prev = -1
+    if field != 5 or ips.min() < 0:
+        return False
+    for g in range(len(groups)):
+        for j in range(1, 3):
+            if groups[g, j] >= 0 and have[groups[g, j]] != have[groups[g, 0]]:
+                return False
     if not extended:
-        isv6 = np.concatenate([np.zeros(len(_VOCAB), bool), v6, [False]])
-        strs[_STR["l3"]] = isv6[strs[_STR["orig_src"]]].astype(np.int32)
-    words = pa.concat_arrays([_VOCAB_PA, texts])
-    flags = have[_FLAG_BASE:]
-    good = np.flatnonzero(~bad)
-    block = _Block(good + line0, np.take(nums, good, axis=1), np.take(present, good, axis=1), np.take(strs, good, axis=1), words, np.take(flags, good, axis=1),
-                   np.concatenate([_VOCAB_KEYS, tkeys]))
-    fallback = np.flatnonzero(bad & ~blank)
-    return block, fallback, nlines
+        names[0] = 0  # ipv4: the kernel reads IPv4 addresses only
+    return True
 
 
-class _Template:
-    """The token layout of one shape of line, learnt from a line the generic path accepted.
+def _scan(buf, pos, extended, fast, lineno, row, tables, out, fallback):
+    """Read the lines of ``buf`` (which ends with a newline) from byte ``pos`` on.
 
-    Lines with the same layout are checked column by column (every key's bytes, every
-    flag, every value) instead of token by token.
+    Rows go to the output tables ``out`` from row ``row`` on. Each line the kernel does
+    not read is listed in ``fallback`` (start, end, line number, the row kept for it or
+    -1 for lines too short to be an entry, the rows read so far in this call), and a row
+    is kept for it so that the rows stay in line order. Stops at the end of ``buf`` or
+    when ``fallback`` is full. Returns ``(pos, lineno, row, fallbacks)``: where it stopped,
+    the next line number, the next row, how many lines went to ``fallback``, how many
+    rows the kernel read.
     """
-
-    def __init__(self, line: bytes, extended: bool) -> None:
-        tokens = line.split()
-        off = 2 if extended else 0
-        self.ntok = len(tokens)
-        self.npos = next(j for j, t in enumerate(tokens) if b"=" in t)
-        self.off = off
-        self.state = self.npos == off + 4
-        kcols, e1, m1, e2, m2, voff = [], [], [], [], [], []
-        self.num_cols, self.num_slots, self.num_voff = [], [], []
-        self.ip_cols, self.ip_slots, self.ip_voff = [], [], []
-        self.flag_cols, self.flag_len, self.flag_e1, self.flag_e2 = [], [], [], []
-        self.flags = np.zeros(len(_FLAGS), bool)
-        direction = -1
-        prev = ""
-        for j in range(self.npos, len(tokens)):
-            tok = tokens[j]
-            if b"=" not in tok:
-                f = tok.decode()
-                self.flags[_FLAGS.index(f)] = True
-                self.flag_cols.append(j)
-                self.flag_len.append(len(tok))
-                self.flag_e1.append(_word(f[:8]))
-                self.flag_e2.append(_word(f[8:16]))
-                prev = ""
-                continue
-            key = tok.split(b"=", 1)[0].decode()
-            d = "orig" if direction <= 0 else "reply"
-            if key == "src":
-                direction += 1
-                d = "orig" if direction == 0 else "reply"
-                slot = _IP_BASE + (0 if direction == 0 else 2)
-            elif key == "dst":
-                slot = _IP_BASE + (1 if d == "orig" else 3)
-            elif key == "id":
-                slot = _NUM[f"{d}_id"] if prev == "code" else _NUM["ct_id"]
-            elif key in ("sport", "dport", "type", "code", "packets", "bytes"):
-                slot = _NUM[f"{d}_{key}"]
-            else:
-                slot = _NUM[key]
-            kb = (key + "=").encode()
-            kcols.append(j)
-            e1.append(int.from_bytes(kb[:8], "little"))
-            m1.append(int(_LOW[min(len(kb), 8)]))
-            e2.append(int.from_bytes(kb[8:16], "little"))
-            m2.append(int(_LOW[max(len(kb) - 8, 0)]))
-            if slot >= _IP_BASE:
-                self.ip_cols.append(j)
-                self.ip_slots.append(slot - _IP_BASE)
-                self.ip_voff.append(len(kb))
-            else:
-                self.num_cols.append(j)
-                self.num_slots.append(slot)
-                self.num_voff.append(len(kb))
-            prev = key
-        self.kcols = np.array(kcols, np.int64)
-        self.num_kpos = np.array([kcols.index(c) for c in self.num_cols], np.int64)
-        self.ip_kpos = np.array([kcols.index(c) for c in self.ip_cols], np.int64)
-        self.e1 = np.array(e1, np.uint64)
-        self.m1 = np.array(m1, np.uint64)
-        self.e2 = np.array(e2, np.uint64)
-        self.m2 = np.array(m2, np.uint64)
-        self.long = np.flatnonzero(self.m2 != 0)
-        self.num_max = _NUM_MAX[np.array(self.num_slots, np.int64)]
-        self.present = np.zeros(len(_NUM_SLOTS), bool)
-        self.present[self.num_slots] = True
-        self.present[_NUM["protonum"]] = True
-        self.present[_NUM["timeout"]] = True
-        for name in ("num_cols", "num_slots", "num_voff", "ip_cols", "ip_slots", "ip_voff",
-                     "flag_cols", "flag_len"):
-            setattr(self, name, np.array(getattr(self, name), np.int64))
-        self.flag_e1 = np.array(self.flag_e1, np.uint64)
-        self.flag_e2 = np.array(self.flag_e2, np.uint64)
+    out_lineno, num64, num32, missing, ipkeys, codes, flag_out = out
+    out_table, out_row, out_missing = tables[10], tables[11], tables[12]
+    nslots = len(out_table)
+    nums = np.zeros(nslots, np.int64)
+    have = np.zeros(nslots, np.bool_)
+    ips = np.zeros(4, np.int64)
+    names = np.zeros(3, np.int64)
+    flags = np.zeros(flag_out.shape[0], np.bool_)
+    nfb = 0
+    read = 0
+    n = len(buf)
+    while pos < n and nfb < fallback.shape[0]:
+        end = pos
+        while buf[end] != 10:
+            end += 1
+        if fast and _fast_line(buf, pos, end, extended, tables, nums, have, ips, names, flags):
+            out_lineno[row] = lineno
+            for s in range(nslots):
+                value = nums[s] if have[s] else 0
+                if out_table[s] == 1:
+                    num64[out_row[s], row] = value
+                elif out_table[s] == 2:
+                    num32[out_row[s], row] = value
+                if out_missing[s] >= 0:
+                    missing[out_missing[s], row] = not have[s]
+            for j in range(4):
+                ipkeys[j, row] = ips[j]
+            for j in range(3):
+                codes[j, row] = names[j]
+            for j in range(3, codes.shape[0]):
+                codes[j, row] = -1
+            for j in range(len(flags)):
+                flag_out[j, row] = flags[j]
+            row += 1
+            read += 1
+        else:
+            fallback[nfb, 0] = pos
+            fallback[nfb, 1] = end
+            fallback[nfb, 2] = lineno
+            fallback[nfb, 3] = row if end - pos >= _MIN_ENTRY else -1
+            fallback[nfb, 4] = read
+            if end - pos >= _MIN_ENTRY:
+                row += 1
+            nfb += 1
+        lineno += 1
+        pos = end + 1
+    return pos, lineno, row, nfb, read
 
 
-_MAX_TEMPLATES = 64
+_KERNEL = ("_match", "_decimal", "_ipv4", "_fast_line", "_scan")
 
 
-def _fast_chunk(chunk: bytes | memoryview, line0: int, extended: bool,
-                templates: dict | None = None) -> tuple[_Block, np.ndarray, int]:
-    """Parse the lines of ``chunk`` (which ends with a newline) vectorised.
+def _compiled():
+    """:func:`_scan` compiled (numba, cached on disk: the first call on a machine pays
+    the compilation, a few seconds)."""
+    g = globals()
+    if not hasattr(g["_scan"], "py_func"):
+        from numba import njit
 
-    Lines whose layout matches a learnt :class:`_Template` are read column-wise; the
-    others go through :func:`_generic_chunk`, whose accepted lines teach new templates.
-    Returns the rows understood, the chunk-relative indices of the lines left for the
-    reference parser (blank lines are neither), and the number of lines.
-    """
-    if templates is None:
-        templates = {}
-    n = len(chunk)
-    a = np.empty(n + 2 * _PAD + 16, np.uint8)
-    a[:_PAD] = 32
-    a[_PAD : _PAD + n] = np.frombuffer(chunk, np.uint8)
-    a[_PAD + n :] = 32
-    u64 = np.ndarray((len(a) - 7,), dtype="<u8", buffer=a, strides=(1,))
-    nl = np.flatnonzero(a == 10)
-    nlines = len(nl)
-    sep = a <= 32
-    edges = np.flatnonzero(sep[1:] != sep[:-1])
-    starts = edges[0::2] + 1
-    ends = edges[1::2] + 1
-    before_nl = np.searchsorted(starts, nl)
-    ft = np.concatenate([[0], before_nl[:-1]])
-    ntok = before_nl - ft
-    off = 2 if extended else 0
-    candidate = ntok > off + 4
-    low = a < 32
-    ctrl = np.flatnonzero(low & (a != 10)) if np.count_nonzero(low) != nlines else np.zeros(0, np.int64)
-    if len(ctrl):
-        candidate[np.searchsorted(nl, ctrl)] = False
-    # signature: token count, the bytes at the protocol name, positions of [flags]
-    cand = np.flatnonzero(candidate)
-    sig = np.zeros(nlines, np.uint64)
-    if len(cand):
-        bt = np.flatnonzero(a[starts] == 91)
-        bl = np.searchsorted(before_nl, bt, side="right")
-        bj = np.minimum(bt - ft[bl], 52)
-        bmask = np.bincount(bl, weights=np.exp2(bj), minlength=nlines).astype(np.uint64)
-        sig[cand] = (
-            (u64[starts[ft[cand] + off]] * _U(_KEY_MUL))
-            ^ (ntok[cand].astype(np.uint64) * _U(0xC2B2AE3D27D4EB4F))
-            ^ (bmask[cand] * _U(0x165667B19E3779F9))
-        )
-    done = np.zeros(nlines, bool)
-    nums = np.zeros((len(_NUM_SLOTS), nlines), np.int64)
-    present = np.zeros((len(_NUM_SLOTS), nlines), bool)
-    strs = np.full((len(_STR_SLOTS), nlines), -1, np.int32)
-    flags = np.zeros((len(_FLAGS), nlines), bool)
-    ip_vs, ip_vl, ip_slot, ip_line = [], [], [], []
-    if templates and len(cand):
-        codes, uniq = pd.factorize(sig[cand])
-        order = np.argsort(codes, kind="stable")
-        bounds = np.searchsorted(codes[order], np.arange(len(uniq) + 1))
-        for u, sg in enumerate(uniq.tolist()):
-            lines = cand[order[bounds[u] : bounds[u + 1]]]
-            for t in templates.get(sg, ()):
-                if len(lines) == 0:
-                    break
-                ok = _apply_template(t, lines, a, u64, starts, ends, ft, ntok, nums, present, strs, flags,
-                                     ip_vs, ip_vl, ip_slot, ip_line, extended)
-                done[lines[ok]] = True
-                lines = lines[~ok]
-    words = _VOCAB_PA
-    wkeys = _VOCAB_KEYS
-    if ip_vs:
-        vs = np.concatenate(ip_vs)
-        vl = np.concatenate(ip_vl)
-        islot = np.concatenate(ip_slot)
-        iline = np.concatenate(ip_line)
-        # only lines that passed their template
-        keep = done[iline]
-        vs, vl, islot, iline = vs[keep], vl[keep], islot[keep], iline[keep]
-        codes, texts, tkeys = _factorize_windows(u64, vs, vl, a)
-        valid = pc.match_substring_regex(texts, _IPV4_RE).to_numpy(zero_copy_only=False)
-        v6 = pc.match_substring(texts, ":").to_numpy(zero_copy_only=False)
-        if v6.any():
-            listed = texts.to_pylist()
-            for u in np.flatnonzero(v6 & ~valid).tolist():
-                canon = _canon_ip(listed[u]) if listed[u].isascii() else None
-                if canon is not None:
-                    listed[u] = canon
-                    valid[u] = True
-            texts = pa.array(listed, pa.string())
-        done[iline[~valid[codes]]] = False
-        strs[islot, iline] = codes + len(_VOCAB)
-        if not extended:
-            isv6 = np.concatenate([np.zeros(len(_VOCAB), bool), v6, [False]])
-            strs[_STR["l3"]] = isv6[strs[_STR["orig_src"]]].astype(np.int32)
-        words = pa.concat_arrays([_VOCAB_PA, texts])
-        wkeys = np.concatenate([_VOCAB_KEYS, tkeys])
-    good = np.flatnonzero(done)
-    if len(good) == nlines:
-        block = _Block(good + line0, nums, present, strs, words, flags, wkeys)
-    else:
-        block = _Block(good + line0, np.take(nums, good, axis=1), np.take(present, good, axis=1),
-                       np.take(strs, good, axis=1), words, np.take(flags, good, axis=1), wkeys)
-    ctrl_line = np.zeros(nlines, bool)
-    ctrl_line[np.searchsorted(nl, ctrl)] = True
-    rest = np.flatnonzero(~done & ((ntok > 0) | ctrl_line))
-    if len(rest) == 0:
-        return block, rest, nlines
-    # the generic path over the remaining lines, copied into a sub-chunk
-    line_start = np.concatenate([[_PAD], nl[:-1] + 1])
-    lengths = nl[rest] + 1 - line_start[rest]
-    offsets = np.zeros(len(rest) + 1, np.int64)
-    np.cumsum(lengths, out=offsets[1:])
-    sub = a[np.repeat(line_start[rest] - offsets[:-1], lengths) + np.arange(int(offsets[-1]))]
-    gblock, gfb, _ = _generic_chunk(sub.tobytes(), 0, extended)
-    glines = rest[gblock.lineno]
-    if len(templates) < _MAX_TEMPLATES:
-        gsig = sig[glines]
-        seen, first = np.unique(gsig, return_index=True)
-        for sg, i in zip(seen.tolist(), first.tolist()):
-            line = glines[i]
-            if not candidate[line] or len(templates.get(sg, ())) >= 4 or len(templates) >= _MAX_TEMPLATES:
-                continue
-            raw = a[line_start[line] : nl[line]].tobytes()
-            templates.setdefault(sg, []).append(_Template(raw, extended))
-    gblock.lineno = glines + line0
-    return _Block.merge(block, gblock), rest[gfb], nlines
-
-
-def _apply_template(t: _Template, lines, a, u64, starts, ends, ft, ntok, nums, present, strs, flags,
-                    ip_vs, ip_vl, ip_slot, ip_line, extended) -> np.ndarray:
-    """Check ``lines`` against template ``t``; fill the arrays for those that match.
-
-    Works column-major: row ``c`` of each 2-D array is token column ``c`` of the template.
-    """
-    base = ft[lines]
-    ok = ntok[lines] == t.ntok
-    kidx = t.kcols[:, None] + base
-    ks = starts[kidx]
-    ok &= ((u64[ks] & t.m1[:, None]) == t.e1[:, None]).all(axis=0)
-    if len(t.long):
-        ok &= ((u64[ks[t.long] + 8] & t.m2[t.long, None]) == t.e2[t.long, None]).all(axis=0)
-    if len(t.flag_cols):
-        fidx = t.flag_cols[:, None] + base
-        fs = starts[fidx]
-        fl = ends[fidx] - fs
-        ok &= (fl == t.flag_len[:, None]).all(axis=0)
-        ok &= ((u64[fs] & _LOW[np.minimum(fl, 8)]) == t.flag_e1[:, None]).all(axis=0)
-        ok &= ((u64[fs + 8] & _LOW[np.clip(fl - 8, 0, 8)]) == t.flag_e2[:, None]).all(axis=0)
-    # numbers: key values, then the positional protocol number, timeout (and l3 number)
-    off = t.off
-    pcols = np.array([off + 1, off + 2] + ([1] if extended else []), np.int64)
-    pidx = pcols[:, None] + base
-    vs = np.concatenate([ks[t.num_kpos] + t.num_voff[:, None], starts[pidx]])
-    ve = np.concatenate([ends[kidx[t.num_kpos]], ends[pidx]])
-    values, vok = _digits(u64, vs.ravel(), ve.ravel())
-    values = values.reshape(vs.shape)
-    vok = vok.reshape(vs.shape)
-    nn = len(t.num_cols)
-    vok[:nn] &= values[:nn] <= t.num_max[:, None]
-    ok &= vok.all(axis=0)
-    # names
-    ncols = [off] + ([off + 3] if t.state else []) + ([0] if extended else [])
-    nslots = [_STR["proto"]] + ([_STR["state"]] if t.state else []) + ([_STR["l3"]] if extended else [])
-    nidx = np.array(ncols, np.int64)[:, None] + base
-    ns = starts[nidx]
-    nlen = ends[nidx] - ns
-    w2 = np.where(nlen > 8, u64[ns + 8], _U(0))
-    vc = _vocab_codes(u64[ns].ravel(), w2.ravel(), nlen.ravel()).reshape(ns.shape)
-    ok &= (vc >= 0).all(axis=0)
-    if ok.all():
-        good = lines
-    else:
-        good = lines[ok]
-        if len(good) == 0:
-            return ok
-        values = values[:, ok]
-        vc = vc[:, ok]
-        ks = ks[:, ok]
-        kidx = kidx[:, ok]
-    for j, slot in enumerate(t.num_slots.tolist()):
-        nums[slot, good] = values[j]
-    nums[_NUM["protonum"], good] = values[nn]
-    nums[_NUM["timeout"], good] = values[nn + 1]
-    present[:, good] = t.present[:, None]
-    for j, slot in enumerate(nslots):
-        strs[slot, good] = vc[j]
-    flags[:, good] = t.flags[:, None]
-    ivs = ks[t.ip_kpos] + t.ip_voff[:, None]
-    ivl = ends[kidx[t.ip_kpos]] - ivs
-    ip_vs.append(ivs.ravel())
-    ip_vl.append(ivl.ravel())
-    ip_slot.append(np.repeat(t.ip_slots, len(good)))
-    ip_line.append(np.tile(good, len(t.ip_cols)))
-    return ok
-    values = values[ok]
-    for j, slot in enumerate(t.num_slots.tolist()):
-        nums[slot, good] = values[:, j]
-    nums[_NUM["protonum"], good] = values[:, nn]
-    nums[_NUM["timeout"], good] = values[:, nn + 1]
-    present[:, good] = t.present[:, None]
-    vc = vc[ok]
-    for j, slot in enumerate(nslots):
-        strs[slot, good] = vc[:, j]
-    flags[:, good] = t.flags[:, None]
-    iidx = base[ok][:, None] + t.ip_cols
-    ivs = starts[iidx] + t.ip_voff
-    ivl = ends[iidx] - ivs
-    ip_vs.append(ivs.ravel())
-    ip_vl.append(ivl.ravel())
-    ip_slot.append(np.broadcast_to(t.ip_slots, ivs.shape).ravel())
-    ip_line.append(np.repeat(good, len(t.ip_cols)))
-    return ok
-
-
-def _append_word(words: list[str], index: dict[str, int], w: str) -> int:
-    return index[w] if w in index else _append(words, index, w)
-
+        for name in _KERNEL:  # callees first: a kernel function sees the compiled ones
+            inline = "never" if name == "_scan" else "always"
+            g[name] = njit(cache=True, nogil=True, inline=inline)(g[name])
+    return g["_scan"]
 
 # ---------------------------------------------------------------------------------------
-# Driving the parsers over an input
+# The output columns, and driving both parsers over an input
 # ---------------------------------------------------------------------------------------
+
+
+class _Output:
+    """The frame's columns, allocated once for at most ``capacity`` rows and filled in place.
+
+    The tables hold one column per row, so a column is a contiguous view, and a capacity
+    computed from the input's size (an upper bound) costs only the pages the rows reach.
+    Address columns hold keys: an IPv4 address is its number, any other address
+    ``2**32 +`` its index in ``words``; the other text columns hold indices into ``words``
+    (-1: NA), which starts with the kernel's names.
+    """
+
+    def __init__(self, capacity: int) -> None:
+        cap = max(int(capacity), 1)
+        self.lineno = np.empty(cap, np.int64)
+        self.num64 = np.empty((_N64, cap), np.int64)
+        self.num32 = np.empty((_N32, cap), np.int32)
+        self.missing = np.empty((len(_OUT_SLOTS), cap), bool)
+        self.ipkeys = np.empty((4, cap), np.int64)
+        self.codes = np.empty((len(_STR_SLOTS) - 4, cap), np.int32)
+        self.flags = np.empty((len(_FLAGS), cap), bool)
+        self.words: dict[str, int] = {w: i for i, w in enumerate(_NAMES)}
+        self.n = 0
+        self.dead: list[int] = []  # rows kept for lines that turned out not to be entries
+
+    def tables(self) -> tuple[np.ndarray, ...]:
+        return self.lineno, self.num64, self.num32, self.missing, self.ipkeys, self.codes, self.flags
+
+    def put(self, row: int, lineno: int, nums: dict[str, int], strs: dict[str, str], flags: list[bool]) -> None:
+        """Write the row of an entry read by the reference parser."""
+        self.lineno[row] = lineno
+        for j, slot, _ in _OUT_SLOTS:
+            value = nums.get(slot)
+            table = self.num64 if _OUT_TABLE[j] == 1 else self.num32
+            table[_OUT_ROW[j], row] = 0 if value is None else value
+            self.missing[_OUT_MISSING[j], row] = value is None
+        for j, (slot, _) in enumerate(_STR_SLOTS):
+            text = strs.get(slot)
+            if j < 4:
+                v4 = "." in text and ":" not in text  # canonical IPv4: the kernel's key
+                self.ipkeys[j, row] = int(ipaddress.IPv4Address(text)) if v4 else 2**32 + self._word(text)
+            else:
+                self.codes[j - 4, row] = -1 if text is None else self._word(text)
+        self.flags[:, row] = flags
+
+    def _word(self, text: str) -> int:
+        return self.words.setdefault(text, len(self.words))
+
+    def compact(self) -> None:
+        """Drop the dead rows (a summary line's row, the last, costs nothing)."""
+        while self.dead and self.dead[-1] == self.n - 1:
+            self.dead.pop()
+            self.n -= 1
+        if not self.dead:
+            return
+        keep = np.ones(self.n, bool)
+        keep[self.dead] = False
+        m = int(np.count_nonzero(keep))
+        for table in (self.lineno[None], self.num64, self.num32, self.missing, self.ipkeys, self.codes, self.flags):
+            for column in table:
+                column[:m] = column[: self.n][keep]
+        self.n, self.dead = m, []
+
+    def frame(self, node_port_range: tuple[int, int]) -> pd.DataFrame:
+        """The ``conntrack_flows`` frame (mostly views of the tables)."""
+        n = self.n
+        if n == 0:
+            return empty_frame("conntrack_flows")
+        spec = SCHEMAS["conntrack_flows"]
+        out: dict[str, object] = {"lineno": self.lineno[:n]}
+        nums = {}
+        for j, slot, col in _OUT_SLOTS:
+            values = (self.num64 if _OUT_TABLE[j] == 1 else self.num32)[_OUT_ROW[j], :n]
+            mask = self.missing[_OUT_MISSING[j], :n]
+            nums[slot] = values, mask
+            out[col] = values if spec.column(col).dtype == "int64" else pd.arrays.IntegerArray(values, mask)
+        words = np.array(list(self.words), dtype=object)
+        keys = {}
+        for j, (slot, col) in enumerate(_STR_SLOTS):
+            if j < 4:
+                keys[slot] = self.ipkeys[j, :n]
+                out[col] = _address_categorical(keys[slot], words)
+            else:
+                out[col] = _categorical(self.codes[j - 4, :n], words)
+        for k, col in enumerate(_FLAG_COLUMNS):
+            out[col] = self.flags[k, :n]
+        out["service_ip"] = out["orig_dst_ip"]
+        out["service_port"] = out["orig_dst_port"]
+        out["backend_ip"] = out["reply_src_ip"]
+        out["backend_port"] = out["reply_src_port"]
+
+        def differs(ip_a, ip_b, port_a, port_b):
+            (va, ma), (vb, mb) = nums[port_a], nums[port_b]
+            return (keys[ip_a] != keys[ip_b]) | (ma != mb) | (~ma & ~mb & (va != vb))
+
+        out["dnat"] = differs("reply_src", "orig_dst", "reply_sport", "orig_dport")
+        out["snat"] = differs("reply_dst", "orig_src", "reply_dport", "orig_sport")
+        lo, hi = node_port_range
+        dv, dm = nums["orig_dport"]
+        out["is_node_port"] = ~dm & (dv >= lo) & (dv <= hi)
+        return pd.DataFrame({c.name: out[c.name] for c in spec.columns if c.required}, copy=False)
+
+
+def _categorical(codes: np.ndarray, texts: np.ndarray) -> pd.Categorical:
+    """Codes (-1: NA) into ``texts`` (distinct) as a Categorical whose categories are the
+    texts that occur, sorted (as ``pd.Categorical(values)`` makes them)."""
+    used = np.flatnonzero(np.bincount(codes + 1, minlength=len(texts) + 1)[1:])
+    cats = texts[used]
+    order = pc.array_sort_indices(pa.array(cats, pa.string())).to_numpy()
+    remap = np.full(len(texts) + 1, -1, np.int32)
+    remap[used[order] + 1] = np.arange(len(used), dtype=np.int32)
+    categories = pd.Index(cats[order], dtype="str")
+    return pd.Categorical.from_codes(remap[codes + 1], categories=categories, validate=False)
+
+
+def _address_categorical(keys: np.ndarray, words: np.ndarray) -> pd.Categorical:
+    """Address keys (see :class:`_Output`) as a Categorical; only distinct ones are spelled."""
+    codes, distinct = pd.factorize(keys)
+    texts = np.empty(len(distinct), object)
+    v4 = distinct < 2**32
+    octets = [pa.array((distinct[v4] >> shift) & 255).cast(pa.string()) for shift in (24, 16, 8, 0)]
+    texts[v4] = pc.binary_join_element_wise(*octets, ".").to_numpy(zero_copy_only=False)
+    texts[~v4] = words[distinct[~v4] - 2**32]
+    return _categorical(codes, texts)
+
 
 _CHUNK = 4 << 20
+_FALLBACK_ROWS = 4096  # lines handed to the reference parser per kernel call, at most
+
+
+def _read_lines(chunks: Iterator[bytes | memoryview], fmt: str, policy: BadLines, out: _Output,
+                fast: bool = True) -> tuple[int, bool]:
+    """Run the kernel over each chunk, and the reference parser over the lines it leaves.
+
+    Returns the number of lines and whether a summary line was seen.
+    """
+    scan = _compiled()
+    extended = fmt in ("extended", "proc")
+    fallback = np.empty((_FALLBACK_ROWS, 5), np.int64)
+    tables = out.tables()
+    lineno, row = 1, 0
+    entries = 0  # entry lines since the last summary line (read or skipped)
+    saw_summary = False
+    for chunk in chunks:
+        buf = np.frombuffer(chunk, np.uint8)
+        if len(buf) and buf[-1] != 10:
+            buf = np.append(buf, np.uint8(10))
+        elif not buf.flags.writeable:
+            buf = buf.copy()  # one array type for the kernel (one compilation)
+        pos = 0
+        while pos < len(buf):
+            pos, lineno, row, nfb, read = scan(buf, pos, extended, fast, lineno, row, _TABLES, tables, fallback)
+            before = 0
+            for start, end, ln, slot, read_before in fallback[:nfb].tolist():
+                entries += read_before - before
+                before = read_before
+                line = bytes(buf[start:end]).decode("utf-8", errors="replace")
+                kind, count = _line_kind(line)
+                if kind == "entry":
+                    entries += 1
+                    try:
+                        record = _parse_line(line, extended)
+                    except _Bad as exc:
+                        policy.bad(ln, exc.expected, line)
+                    else:
+                        out.put(slot, ln, *record)  # slot >= 0: no entry is shorter than _MIN_ENTRY
+                        continue
+                elif kind == "summary":
+                    saw_summary = True
+                    if count != entries:
+                        policy.bad(ln, f"a summary of {entries} flow entries (the entries read)", line)
+                    entries = 0
+                if slot >= 0:
+                    out.dead.append(slot)
+            entries += read - before
+    out.n = row
+    out.compact()
+    return lineno - 1, saw_summary
+
 
 
 def _chunks(data: bytes | memoryview, size: int = _CHUNK) -> Iterator[memoryview]:
@@ -1065,85 +818,6 @@ def _detect(first: bytes) -> str:
             return "extended"
         return "conntrack"
     return "conntrack"
-
-
-def _read_lines(chunks: Iterator[bytes | memoryview], name: str, fmt: str, policy: BadLines,
-                out: "_Output", fast: bool = True) -> tuple[int, bool]:
-    """Run the fast path over each chunk, then the reference parser over the lines it left.
-
-    Chunks are read one after the other: on this project's 2-core machine two threads
-    gave no speed-up (measured), and one thread keeps the learnt templates simple.
-    """
-    extended = fmt in ("extended", "proc")
-    line0 = 1
-    entries_since_summary = 0
-    saw_summary = False
-    total = 0
-    templates: dict = {}
-
-    def reference(lineno: int, raw: bytes, records: list) -> None:
-        nonlocal entries_since_summary, saw_summary
-        line = raw.decode("utf-8", errors="replace")
-        kind, count = _line_kind(line)
-        if kind == "blank":
-            return
-        if kind == "summary":
-            saw_summary = True
-            entries = entries_since_summary
-            entries_since_summary = 0
-            if count != entries:
-                policy.bad(lineno, f"a summary of {entries} flow entries (the entries read)", line)
-            return
-        entries_since_summary += 1
-        try:
-            nd, sd, fl = _parse_line(line, extended)
-        except _Bad as exc:
-            policy.bad(lineno, exc.expected, line)
-            return
-        records.append((lineno, nd, sd, fl))
-
-    def work(chunk, first_line):
-        if not fast:
-            return None, None, 0
-        return _fast_chunk(chunk, first_line, extended, templates)
-
-    def handle(result, chunk, first_line) -> _Block:
-        nonlocal total, entries_since_summary
-        block, fb, nlines = result
-        records: list = []
-        if block is None:
-            lines = bytes(chunk).split(b"\n")
-            if lines and lines[-1] == b"":
-                lines.pop()
-            total += len(lines)
-            for i, raw in enumerate(lines):
-                reference(first_line + i, raw, records)
-            return _Block.from_records(records)
-        total += nlines
-        if len(fb) == 0:
-            entries_since_summary += len(block.lineno)
-            return block
-        lines = bytes(chunk).split(b"\n")
-        before = np.searchsorted(block.lineno - first_line, fb).tolist()
-        prev = 0
-        for k, i in enumerate(fb.tolist()):
-            entries_since_summary += before[k] - prev
-            prev = before[k]
-            reference(first_line + i, lines[i], records)
-        entries_since_summary += len(block.lineno) - prev
-        return _Block.merge(block, _Block.from_records(records))
-
-    for chunk in chunks:
-        if len(chunk) and bytes(chunk[-1:]) != b"\n":
-            chunk = bytes(chunk) + b"\n"
-        result = work(chunk, line0)
-        out.add(handle(result, chunk, line0))
-        line0 += result[2] if result[0] is not None else _count_nl(chunk)
-    return total, saw_summary
-
-
-def _count_nl(chunk) -> int:
-    return int(np.count_nonzero(np.frombuffer(chunk, np.uint8) == 10))
 
 
 # ---------------------------------------------------------------------------------------
@@ -1221,7 +895,7 @@ def _xml_flow(flow: ET.Element) -> tuple[dict, dict, list]:
     return nums, strs, flags
 
 
-def _read_xml(data: bytes, name: str, policy: BadLines) -> _Block:
+def _read_xml(data: bytes, name: str, policy: BadLines) -> list[tuple[int, dict, dict, list]]:
     parser = ET.XMLPullParser(events=("end",))
     records = []
     lines = data.split(b"\n")
@@ -1265,157 +939,7 @@ def _read_xml(data: bytes, name: str, policy: BadLines) -> _Block:
             last = len(lines)
             policy.bad(last, "</conntrack> (the XML dump is truncated)", lines[-1].decode("utf-8", "replace"))
             records = [r for r in records if r[0] != last]
-    return _Block.from_records(records)
-
-
-# ---------------------------------------------------------------------------------------
-# Frame assembly
-# ---------------------------------------------------------------------------------------
-
-
-def _categorical(codes: np.ndarray, words: list[str], rank: np.ndarray, by_rank: list[str]) -> pd.Categorical:
-    """Categories are the values that occur, sorted (as ``pd.Categorical(values)`` makes them).
-
-    ``rank[i]`` is the position of ``words[i]`` in ``by_rank`` (the sorted words).
-    """
-    n = len(words)
-    used = np.zeros(n + 1, bool)
-    used[codes] = True
-    used_rank = np.zeros(n, bool)
-    used_rank[rank[used[:n]]] = True
-    new_of_rank = np.cumsum(used_rank, dtype=np.int64) - 1
-    remap = np.append(new_of_rank[rank], -1).astype(np.int32)
-    cats = [by_rank[r] for r in np.flatnonzero(used_rank).tolist()]
-    index = pd.Index(cats, dtype="str") if cats else pd.Index([], dtype="str")
-    return pd.Categorical.from_codes(remap[codes], categories=index, validate=False)
-
-
-def _merge_words(word_arrays: list, key_arrays: list) -> tuple[np.ndarray, list[str]]:
-    """Global code of every block word (in block order), and the distinct words."""
-    texts = pa.concat_arrays(word_arrays)
-    keys = np.concatenate(key_arrays)
-    codes, _ = pd.factorize(keys)
-    running = np.maximum.accumulate(codes) if len(codes) else codes
-    first = np.flatnonzero(np.concatenate([[True], running[1:] > running[:-1]])) if len(codes) else codes
-    same = pc.all(pc.equal(texts, texts.take(pa.array(first[codes])))).as_py() if len(codes) else True
-    if not same:  # a key collision: exact but slower
-        encoded = pc.dictionary_encode(texts)
-        codes = encoded.indices.to_numpy(zero_copy_only=False)
-        words = encoded.dictionary.to_pylist()
-    else:
-        words = texts.take(pa.array(first)).to_pylist()
-    # canonical IPv6 spelling can make two keys one word
-    index: dict[str, int] = {}
-    remap = np.array([index.setdefault(w, len(index)) for w in words], np.int32)
-    if len(index) != len(words):
-        codes = remap[codes]
-        words = list(index)
-    return codes.astype(np.int32), words
-
-
-_OUT_SLOTS = [(j, slot, col) for j, (slot, col, _) in enumerate(_NUM_SLOTS) if col is not None]
-_INT32_SLOTS = {j for j, _, col in _OUT_SLOTS if SCHEMAS["conntrack_flows"].column(col).dtype == "Int32"}
-
-
-_MIN_ENTRY_BYTES = 32  # "a 1 src=:: dst=:: src=:: dst=::\n": no entry line is shorter
-
-
-class _Output:
-    """The output columns, allocated once for at most ``capacity`` rows and filled per block.
-
-    Filling preallocated arrays (rather than concatenating per-chunk pieces at the end)
-    keeps the peak memory near the size of the frame itself. Unused capacity is never
-    written, so its pages are never resident.
-    """
-
-    def __init__(self, capacity: int) -> None:
-        self.cap = max(int(capacity), 1)
-        self.n = 0
-        self.lineno = np.empty(self.cap, np.int64)
-        self.vals = {j: np.empty(self.cap, np.int32 if j in _INT32_SLOTS else np.int64) for j, _, _ in _OUT_SLOTS}
-        self.mask = {j: np.empty(self.cap, bool) for j, _, _ in _OUT_SLOTS}
-        self.codes = {j: np.empty(self.cap, np.int32) for j in range(len(_STR_SLOTS))}
-        self.flags = {k: np.empty(self.cap, bool) for k in range(len(_FLAGS))}
-        self.words: list = []
-        self.keys: list = []
-        self.woff = 0
-
-    def _grow(self, need: int) -> None:
-        cap = max(need, 2 * self.cap)
-        for store in (self.vals, self.mask, self.codes, self.flags):
-            for j, arr in store.items():
-                new = np.empty(cap, arr.dtype)
-                new[: self.n] = arr[: self.n]
-                store[j] = new
-        new = np.empty(cap, np.int64)
-        new[: self.n] = self.lineno[: self.n]
-        self.lineno = new
-        self.cap = cap
-
-    def add(self, b: _Block) -> None:
-        m = len(b.lineno)
-        if m == 0:
-            return
-        if self.n + m > self.cap:
-            self._grow(self.n + m)
-        sl = slice(self.n, self.n + m)
-        self.lineno[sl] = b.lineno
-        for j, _, _ in _OUT_SLOTS:
-            self.vals[j][sl] = b.nums[j]
-            np.logical_not(b.present[j], out=self.mask[j][sl])
-        for j in range(len(_STR_SLOTS)):
-            codes = b.strs[j]
-            self.codes[j][sl] = np.where(codes >= 0, codes + self.woff, -1)
-        for k in range(len(_FLAGS)):
-            self.flags[k][sl] = b.flags[k]
-        self.words.append(b.words)
-        self.keys.append(b.keys)
-        self.woff += len(b.words)
-        self.n += m
-
-    def frame(self, node_port_range: tuple[int, int]) -> pd.DataFrame:
-        """The ``conntrack_flows`` frame (views of the filled part of the arrays)."""
-        n = self.n
-        if n == 0:
-            return empty_frame("conntrack_flows")
-        indices, words = _merge_words(self.words, self.keys)
-        self.words = self.keys = []
-        lookup = np.append(indices, np.int32(len(words)))
-        order = sorted(range(len(words)), key=words.__getitem__)
-        rank = np.empty(len(words), np.int64)
-        rank[order] = np.arange(len(words))
-        by_rank = [words[i] for i in order]
-        spec = SCHEMAS["conntrack_flows"]
-        out: dict[str, object] = {"lineno": self.lineno[:n]}
-        nums = {}
-        for j, slot, col in _OUT_SLOTS:
-            values, mask = self.vals[j][:n], self.mask[j][:n]
-            nums[slot] = (values, mask)
-            out[col] = values if spec.column(col).dtype == "int64" else pd.arrays.IntegerArray(values, mask)
-        sc = {}
-        for j, (slot, col) in enumerate(_STR_SLOTS):
-            codes = self.codes[j][:n]
-            np.take(lookup, codes, out=codes)
-            sc[slot] = codes
-            out[col] = _categorical(codes, words, rank, by_rank)
-        for k, col in enumerate(_FLAG_COLUMNS):
-            out[col] = self.flags[k][:n]
-        out["service_ip"] = out["orig_dst_ip"]
-        out["service_port"] = out["orig_dst_port"]
-        out["backend_ip"] = out["reply_src_ip"]
-        out["backend_port"] = out["reply_src_port"]
-
-        def differs(ip_a, ip_b, port_a, port_b):
-            (va, ma), (vb, mb) = nums[port_a], nums[port_b]
-            return (sc[ip_a] != sc[ip_b]) | (ma != mb) | (~ma & ~mb & (va != vb))
-
-        out["dnat"] = differs("reply_src", "orig_dst", "reply_sport", "orig_dport")
-        out["snat"] = differs("reply_dst", "orig_src", "reply_dport", "orig_sport")
-        lo, hi = node_port_range
-        dv, dm = nums["orig_dport"]
-        out["is_node_port"] = ~dm & (dv >= lo) & (dv <= hi)
-        names = [c.name for c in spec.columns if c.required]
-        return pd.DataFrame({c: out[c] for c in names}, copy=False)
+    return records
 
 
 # ---------------------------------------------------------------------------------------
@@ -1488,16 +1012,19 @@ def _read_impl(source: Source, fmt: str, node_port_range, on_bad_line: str, fast
     if detected == "xml":
         if data is None:
             data = Path(source).read_bytes()
-        out = _Output(0)
-        out.add(_read_xml(data, src_name, policy))
+        records = _read_xml(data, src_name, policy)
+        out = _Output(len(records))
+        for row, record in enumerate(records):
+            out.put(row, *record)
+        out.n = len(records)
         total = count_lines(data)
         saw_summary = True
     else:
         size = chunk_size or _CHUNK
         chunks = _file_chunks(Path(source), size) if data is None else _chunks(data, size)
-        capacity = Path(source).stat().st_size // _MIN_ENTRY_BYTES + 2 if data is None else data.count(b"\n") + 1
-        out = _Output(capacity)
-        total, saw_summary = _read_lines(chunks, src_name, detected, policy, out, fast=fast)
+        nbytes = Path(source).stat().st_size if data is None else len(data)
+        out = _Output((nbytes + 1) // (_MIN_ENTRY + 1) + 1)  # a row takes a line of _MIN_ENTRY bytes or more
+        total, saw_summary = _read_lines(chunks, detected, policy, out, fast=fast)
         if fmt == "auto" and detected == "extended" and not saw_summary:
             detected = "proc"
     report = policy.report(detected, total)
