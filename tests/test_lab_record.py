@@ -29,13 +29,13 @@ from npanalytics.lab.runner import run_scenario
 from npanalytics.lab.scenario import load_scenario
 from npanalytics.schemas import validate_frame
 
-# two nodes with two iptables backends, an endpoint removed half-way
+# two nodes in two proxy modes (both rule readers), an endpoint removed half-way
 TINY = """
 name: record-tiny
-description: Two nodes (iptables-legacy, iptables-nft), three pods, web-2 unready after 150 of 300 requests.
+description: Two nodes (iptables-legacy, nftables), three pods, web-2 unready after 150 of 300 requests.
 nodes:
   - {name: node-a, zone: zone-a, proxy_mode: iptables-legacy}
-  - {name: node-b, zone: zone-b, proxy_mode: iptables-nft}
+  - {name: node-b, zone: zone-b, proxy_mode: nftables}
 pods:
   - {name: web-1, node: node-a, labels: {app: web}}
   - {name: web-2, node: node-a, labels: {app: web}}
@@ -128,8 +128,8 @@ def test_dataset_saves_loads_and_rederives(need_root, recorded):
         assert set(df["node"].astype(str)) >= ({"node-a", "node-b"} if frame != "ground_truth_after_event_1"
                                                else set()), frame
     manifest = json.loads((path / "manifest.json").read_text())
-    assert {"raw/node-a/iptables-save.txt", "raw/node-b/iptables-save.txt",
-            "raw/node-a/before-event-1/iptables-save.txt", "raw/node-b/before-event-1/iptables-save.txt",
+    assert {"raw/node-a/iptables-save.txt", "raw/node-b/nft-ruleset.txt",
+            "raw/node-a/before-event-1/iptables-save.txt", "raw/node-b/before-event-1/nft-ruleset.txt",
             "raw/node-a/conntrack.txt", "raw/node-b/conntrack-stats.txt", "raw/ground_truth.json",
             "raw/rule_loads.json", "raw/scenario.yaml", "raw/metrics/series.om",
             "raw/metrics/kube-state-metrics.txt", "raw/metrics/kube-proxy-node-a.txt",
@@ -215,20 +215,6 @@ def test_metrics_were_served_during_the_run(need_root, recorded):
         return value
 
     assert (web2_unready(first), web2_unready(last)) == (0, 1)
-
-
-MIXED = TINY.replace("name: record-tiny", "name: record-mixed").replace(
-    "proxy_mode: iptables-nft", "proxy_mode: nftables").replace("requests: 300", "requests: 40").replace(
-    "at_request: 150", "at_request: 20")
-
-
-@pytest.mark.xfail(strict=True, raises=TypeError, reason=(
-    "read_iptables_save gives all-NA categorical columns (scheduler, svl_chain, fw_chain) float64 "
-    "categories, read_nft_ruleset str ones; datasets._concat cannot union them"))
-def test_a_run_mixing_iptables_and_nftables_nodes_records(need_root, tmp_path):
-    ds = record_run(run_scenario(MIXED), "record-mixed", "iptables and nftables nodes")
-    assert set(ds["proxy_endpoints"]["node"].astype(str)) == {"node-a", "node-b"}
-    assert "raw/node-b/nft-ruleset.txt" in ds.raw
 
 
 def test_serve_metrics_port_is_checked_before_building():

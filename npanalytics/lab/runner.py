@@ -142,8 +142,10 @@ def serving_metrics(
 
     The text (:func:`~npanalytics.lab.record.live_metrics_text`: kube-state-metrics plus
     every node's kube-proxy series with ``instance="<node>"``) is rebuilt after every rule
-    load of ``topology``, so a scrape always sees the state after the last load or event;
-    a scrape itself only sends the prepared text.
+    load of ``topology`` (from a snapshot taken at the load, in a background thread, so the
+    next node's reload is not delayed), so a scrape sees the state after the last load or
+    event within milliseconds; a scrape itself only sends the prepared text. A rendering
+    failure is served as HTTP 500 and raised as LabError when the block ends.
 
     Parameters
     ----------
@@ -163,23 +165,63 @@ def serving_metrics(
     from .record import live_metrics_text
 
     _check_port(port)
-    current = [live_metrics_text(topology)]
+    current = [live_metrics_text(_snapshot(topology))]
+    latest: list[Any] = [None]
+    errors: list[BaseException] = []
+    wake, stop = threading.Event(), threading.Event()
 
-    def refresh() -> None:
-        current[0] = live_metrics_text(topology)
+    def changed() -> None:
+        # runs in the thread that loaded the rules: take a cheap snapshot, render elsewhere,
+        # so that serving does not delay the next node's reload (~7 ms per render)
+        latest[0] = _snapshot(topology)
+        wake.set()
+
+    def render() -> None:
+        while not stop.is_set():
+            wake.wait()
+            wake.clear()
+            snap = latest[0]
+            if snap is not None and not stop.is_set():
+                try:
+                    current[0] = live_metrics_text(snap)
+                except Exception as exc:  # served as HTTP 500, raised when the block ends
+                    errors.append(exc)
+
+    def text() -> str:
+        if errors:
+            raise errors[0]
+        return current[0]
 
     try:
-        server, url = serve_metrics(lambda: current[0], host="127.0.0.1", port=port)
+        server, url = serve_metrics(text, host="127.0.0.1", port=port)
     except OSError as exc:
         raise LabError(f"cannot serve metrics on 127.0.0.1:{port}: {exc.strerror or exc}") from exc
-    topology.listeners.append(refresh)
+    renderer = threading.Thread(target=render, name="npa-metrics-render", daemon=True)
+    renderer.start()
+    topology.listeners.append(changed)
     try:
         if on_url is not None:
             on_url(url)
         yield server
     finally:
-        topology.listeners.remove(refresh)
+        topology.listeners.remove(changed)
+        stop.set()
+        wake.set()
+        renderer.join(timeout=10)
         server.stop()
+    if errors:
+        raise LabError(f"the live metrics could not be rendered: {errors[0]!r}") from errors[0]
+
+
+def _snapshot(topology: Topology) -> Any:
+    """What :func:`~npanalytics.lab.record.live_metrics_text` reads, copied now."""
+    import types
+
+    flags = topology.pod_state_flags()
+    return types.SimpleNamespace(
+        scenario=topology.scenario, events=[dict(e) for e in topology.events], loads=list(topology.loads),
+        rules_text=dict(topology.rules_text), pod_state_flags=lambda: flags,
+    )
 
 
 @contextlib.contextmanager
