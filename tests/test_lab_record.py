@@ -325,3 +325,39 @@ def test_rule_loads_reads_utc_and_counts_skips():
     with pytest.raises(ParseError, match=r":4: expected a JSON object"):
         read_rule_loads(text)
     assert read_rule_loads(doc(RULE_LOADS_FORMAT)).empty
+
+
+def test_live_metrics_text_follows_loads_and_events():
+    """The served text (no root: a stand-in for a built topology) names every node's
+    kube-proxy series by instance and follows the loads, events and pod states."""
+    import types
+
+    from npanalytics.lab.record import live_metrics_text
+    from npanalytics.lab.topology import RuleLoad
+
+    sc = load_scenario(TINY)
+    t0 = dt.datetime(2026, 11, 30, 23, 0, tzinfo=dt.timezone.utc)
+    flags = {p.name: {"ready": True, "serving": True, "terminating": False, "present": True} for p in sc.pods}
+    topo = types.SimpleNamespace(
+        scenario=sc, events=[], rules_text={"node-a": "*nat\n-A KUBE-SERVICES -j KUBE-NODEPORTS\nCOMMIT\n",
+                                            "node-b": "table ip kube-proxy {\n}\n"},
+        loads=[RuleLoad(n.name, n.proxy_mode, "initial sync", 0.01, 10, "x", t0.isoformat()) for n in sc.nodes],
+        pod_state_flags=lambda: flags)
+    first = samples(live_metrics_text(topo, t0 + dt.timedelta(seconds=1)))
+    assert {dict(k[1]).get("instance") for k in first if k[0] == SYNC_COUNT} == {"node-a", "node-b"}
+    event = t0 + dt.timedelta(seconds=2)
+    topo.events.append({"pod": "web-2", "action": "unready", "time": event.isoformat()})
+    topo.loads += [RuleLoad(n.name, n.proxy_mode, "web-2 unready", 0.25, 9, "x",
+                            (event + dt.timedelta(seconds=0.5)).isoformat()) for n in sc.nodes]
+    flags["web-2"] = {"ready": False, "serving": False, "terminating": False, "present": True}
+    later = samples(live_metrics_text(topo, t0 + dt.timedelta(seconds=5)))
+    for node in ("node-a", "node-b"):
+        key = (("instance", node), ("ip_family", "IPv4"))
+        assert (first[(SYNC_COUNT, key)], later[(SYNC_COUNT, key)]) == (1, 2)
+        # the event's rules were in place 0.75 s after it: in the (0.5, 1] s bucket
+        bucket = "kubeproxy_network_programming_duration_seconds_bucket"
+        assert later[(bucket, (*key, ("le", "0.5")))] == 0
+        assert later[(bucket, (*key, ("le", "1")))] == 1
+    ready = [(dict(k[1])["condition"], v) for k, v in later.items()
+             if k[0] == "kube_pod_status_ready" and dict(k[1])["pod"] == "web-2" and v == 1]
+    assert ready == [("false", 1)]

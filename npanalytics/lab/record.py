@@ -25,6 +25,9 @@ Frames: ``conntrack_flows``, ``conntrack_stats``, ``proxy_services``, ``proxy_en
 counts), ``ground_truth_after_event_<k>`` (counts just after event ``k``'s reload) and
 ``rule_loads``.
 
+:func:`live_metrics_text` renders the same metrics for a running lab (what
+``--serve-metrics`` serves, see :func:`npanalytics.lab.runner.serving_metrics`).
+
 The two JSON files hold one record per line between a header line and a ``]}`` line, so that
 the whole file is JSON and a reader can name the line of a bad record::
 
