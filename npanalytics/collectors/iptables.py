@@ -747,7 +747,8 @@ read_iptables_save.__doc__ = read_iptables_save.__doc__.replace(
 
 
 def _cat(values: list) -> pd.Categorical:
-    return pd.Categorical(values)
+    # str categories even when every value is missing, as the other readers give them
+    return pd.Categorical(values, categories=pd.Index(sorted({v for v in values if v is not None}), dtype="str"))
 
 
 def _endpoint_columns(r: _Reader) -> dict:
