@@ -491,7 +491,7 @@ def run_sweep(
     connections: int = 2000,
     *,
     max_seconds: float = 300.0,
-    max_load_seconds: float = 90.0,
+    max_load_seconds: float = 120.0,
 ) -> SweepResult:
     """Run the sweep: for each mode and Service count, load the rules and time new connections.
 
