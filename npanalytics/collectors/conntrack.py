@@ -24,6 +24,8 @@ import re
 import shutil
 import subprocess
 import xml.etree.ElementTree as ET
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Iterator
 
@@ -297,6 +299,10 @@ _STATE_FIRST = _PROTO_FIRST + len(_PROTO_NAMES)
 _FAST_KEYS = ("src", "dst", "sport", "dport", "packets", "bytes", "mark", "use", "delta-time",
               "type", "code", "id", "zone", "zone-orig", "zone-reply", "secmark")
 _K_SRC, _K_DST, _K_CODE, _K_ID = (_FAST_KEYS.index(k) for k in ("src", "dst", "code", "id"))
+# The kernel's keys differ in length or first letter: this table tells which one to compare.
+_KEY_AT = np.full((16, 128), -1, np.int64)
+for _k, _key in enumerate(_FAST_KEYS):
+    _KEY_AT[len(_key), ord(_key[0])] = _k
 # Numeric slot of each key in the original (column 0) and reply (column 1) tuple; the
 # same slot twice for keys outside the tuples. ``id=`` right after ``code=`` is the ICMP
 # id, any other ``id=`` the entry id.
@@ -340,7 +346,7 @@ for _m, (_j, _slot, _col) in enumerate(_OUT_SLOTS):
     _OUT_MISSING[_j] = _m
 _N64 = int(np.count_nonzero(_OUT_TABLE == 1))
 _N32 = int(np.count_nonzero(_OUT_TABLE == 2))
-_TABLES = (*_packed(_NAMES), *_packed(_FAST_KEYS), *_packed(_FLAGS), _KEY_SLOT, _KEY_IN_TUPLE,
+_TABLES = (*_packed(_NAMES), *_packed(_FAST_KEYS), *_packed(_FLAGS), _KEY_AT, _KEY_SLOT, _KEY_IN_TUPLE,
            _GROUPS, _NUM_MAX, _OUT_TABLE, _OUT_ROW, _OUT_MISSING)
 
 
@@ -398,7 +404,7 @@ def _fast_line(buf, start, end, extended, tables, nums, have, ips, names, flags)
     src, dst, reply src, dst); ``names``: codes of l3, protocol, state (-1: none); ``flags``.
     Each byte is looked at once: a key is read up to its ``=``, its value parsed in place.
     """
-    (name_data, name_off, key_data, key_off, flag_data, flag_off,
+    (name_data, name_off, key_data, key_off, flag_data, flag_off, key_at,
      key_slot, key_in_tuple, groups, num_max, _, _, _) = tables
     for j in range(len(have)):
         have[j] = False
@@ -424,8 +430,8 @@ def _fast_line(buf, start, end, extended, tables, nums, have, ips, names, flags)
             i += 1
         if i < end and buf[i] == 61 and field >= 4:  # key=value
             field = 5
-            k = _match(buf, a, i, key_data, key_off, 0, len(key_off) - 1)
-            if k < 0:
+            k = key_at[i - a, buf[a]] if i - a < len(key_at) else -1
+            if k < 0 or _match(buf, a, i, key_data, key_off, k, k + 1) < 0:
                 return False
             if k == _K_SRC or k == _K_DST:
                 if k == _K_SRC:
@@ -511,7 +517,7 @@ def _scan(buf, pos, extended, fast, lineno, row, tables, out, fallback):
     rows the kernel read.
     """
     out_lineno, num64, num32, missing, ipkeys, codes, flag_out = out
-    out_table, out_row, out_missing = tables[10], tables[11], tables[12]
+    out_table, out_row, out_missing = tables[11], tables[12], tables[13]
     nslots = len(out_table)
     nums = np.zeros(nslots, np.int64)
     have = np.zeros(nslots, np.bool_)
@@ -559,7 +565,7 @@ def _scan(buf, pos, extended, fast, lineno, row, tables, out, fallback):
     return pos, lineno, row, nfb, read
 
 
-_KERNEL = ("_match", "_decimal", "_ipv4", "_fast_line", "_scan")
+_KERNEL = ("_match", "_decimal", "_ipv4", "_fast_line", "_scan", "_count_rows")
 
 
 def _compiled():
@@ -570,7 +576,7 @@ def _compiled():
         from numba import njit
 
         for name in _KERNEL:  # callees first: a kernel function sees the compiled ones
-            inline = "never" if name == "_scan" else "always"
+            inline = "never" if name in ("_scan", "_count_rows") else "always"
             g[name] = njit(cache=True, nogil=True, inline=inline)(g[name])
     return g["_scan"]
 
@@ -703,34 +709,58 @@ def _address_categorical(keys: np.ndarray, words: np.ndarray) -> pd.Categorical:
     return _categorical(codes, texts)
 
 
-_CHUNK = 4 << 20
+_CHUNK = 1 << 20
 _FALLBACK_ROWS = 4096  # lines handed to the reference parser per kernel call, at most
+_THREADS = 2  # kernels run at once (numba releases the GIL); this project's machine has 2 cores
 
 
-def _read_lines(chunks: Iterator[bytes | memoryview], fmt: str, policy: BadLines, out: _Output,
+def _count_rows(buf):
+    """``(lines, rows)`` of a chunk: its lines, and those long enough to be an entry (the
+    rows :func:`_scan` will fill or keep)."""
+    lines = rows = start = 0
+    for i in range(len(buf)):
+        if buf[i] == 10:
+            lines += 1
+            if i - start >= _MIN_ENTRY:
+                rows += 1
+            start = i + 1
+    return lines, rows
+
+
+def _scan_chunk(buf: np.ndarray, extended: bool, fast: bool, lineno: int, row: int, tables: tuple) -> list:
+    """Run the kernel over one chunk (its first line is ``lineno``, its first row ``row``).
+
+    Returns, per kernel call, the lines left to the reference parser and the rows the
+    kernel read (see :func:`_scan`).
+    """
+    fallback = np.empty((_FALLBACK_ROWS, 5), np.int64)
+    pos = 0
+    calls = []
+    while pos < len(buf):
+        pos, lineno, row, nfb, read = _scan(buf, pos, extended, fast, lineno, row, _TABLES, tables, fallback)
+        calls.append((fallback[:nfb].tolist(), read))
+    return calls
+
+
+def _read_lines(chunks: Iterator[np.ndarray], fmt: str, policy: BadLines, out: _Output,
                 fast: bool = True) -> tuple[int, bool]:
-    """Run the kernel over each chunk, and the reference parser over the lines it leaves.
+    """Run the kernel over the chunks, ``_THREADS`` at a time, each straight into its rows
+    of ``out``; then, chunk after chunk in order, the reference parser over the lines the
+    kernel left.
 
     Returns the number of lines and whether a summary line was seen.
     """
-    scan = _compiled()
+    _compiled()
     extended = fmt in ("extended", "proc")
-    fallback = np.empty((_FALLBACK_ROWS, 5), np.int64)
-    tables = out.tables()
-    lineno, row = 1, 0
     entries = 0  # entry lines since the last summary line (read or skipped)
     saw_summary = False
-    for chunk in chunks:
-        buf = np.frombuffer(chunk, np.uint8)
-        if len(buf) and buf[-1] != 10:
-            buf = np.append(buf, np.uint8(10))
-        elif not buf.flags.writeable:
-            buf = buf.copy()  # one array type for the kernel (one compilation)
-        pos = 0
-        while pos < len(buf):
-            pos, lineno, row, nfb, read = scan(buf, pos, extended, fast, lineno, row, _TABLES, tables, fallback)
+
+    def finish(job) -> None:
+        nonlocal entries, saw_summary
+        future, buf = job
+        for fallback, read in future.result():
             before = 0
-            for start, end, ln, slot, read_before in fallback[:nfb].tolist():
+            for start, end, lineno, row, read_before in fallback:
                 entries += read_before - before
                 before = read_before
                 line = bytes(buf[start:end]).decode("utf-8", errors="replace")
@@ -740,70 +770,68 @@ def _read_lines(chunks: Iterator[bytes | memoryview], fmt: str, policy: BadLines
                     try:
                         record = _parse_line(line, extended)
                     except _Bad as exc:
-                        policy.bad(ln, exc.expected, line)
-                    else:
-                        out.put(slot, ln, *record)  # slot >= 0: no entry is shorter than _MIN_ENTRY
+                        policy.bad(lineno, exc.expected, line)
+                    else:  # row >= 0: no entry is shorter than _MIN_ENTRY
+                        out.put(row, lineno, *record)
                         continue
                 elif kind == "summary":
                     saw_summary = True
                     if count != entries:
-                        policy.bad(ln, f"a summary of {entries} flow entries (the entries read)", line)
+                        policy.bad(lineno, f"a summary of {entries} flow entries (the entries read)", line)
                     entries = 0
-                if slot >= 0:
-                    out.dead.append(slot)
+                if row >= 0:
+                    out.dead.append(row)
             entries += read - before
-    out.n = row
+
+    lines = rows = 0
+    pending: deque = deque()
+    with ThreadPoolExecutor(_THREADS) as pool:
+        for buf in chunks:
+            if len(pending) > _THREADS:
+                finish(pending.popleft())
+            job = pool.submit(_scan_chunk, buf, extended, fast, lines + 1, rows, out.tables())
+            pending.append((job, buf))
+            chunk_lines, chunk_rows = _count_rows(buf)
+            lines += chunk_lines
+            rows += chunk_rows
+        while pending:
+            finish(pending.popleft())
+    out.n = rows
     out.compact()
-    return lineno - 1, saw_summary
+    return lines, saw_summary
 
 
-
-def _chunks(data: bytes | memoryview, size: int = _CHUNK) -> Iterator[memoryview]:
-    view = memoryview(data)
+def _chunks(data: bytes, size: int = _CHUNK) -> Iterator[np.ndarray]:
+    """Chunks of ``data`` cut after a newline (the last one ends with a newline too)."""
     start = 0
-    n = len(view)
-    while start < n:
-        end = min(start + size, n)
-        if end < n:
-            cut = bytes(view[end - 1 : min(end + 65536, n)]).find(b"\n")
-            if cut < 0:
-                cut = bytes(view[end:]).find(b"\n")
-                end = n if cut < 0 else end + cut + 1
-            else:
-                end = end - 1 + cut + 1
-        yield view[start:end]
+    while start < len(data):
+        end = data.find(b"\n", min(start + size, len(data)) - 1) + 1 or len(data)
+        yield _ending_line(np.frombuffer(data, np.uint8, end - start, start).copy())
         start = end
 
 
-def _file_chunks(path: Path, size: int = _CHUNK) -> Iterator[memoryview]:
-    """Chunks of a file cut after a newline, read into one reused buffer.
-
-    Each chunk is only valid until the next one is requested (the reader consumes
-    chunks one at a time).
-    """
-    buf = bytearray(size)
-    view = memoryview(buf)
+def _file_chunks(path: Path, size: int = _CHUNK) -> Iterator[np.ndarray]:
+    """Chunks of a file cut after a newline (the last one ends with a newline too), each
+    in its own array (the kernels of several chunks run at once)."""
+    carry = b""
     with open(path, "rb", buffering=0) as f:
-        carry = 0
         while True:
-            if carry == len(buf):  # a line longer than the buffer: a bigger buffer
-                bigger = bytearray(2 * len(buf))
-                bigger[:carry] = buf
-                buf, view = bigger, memoryview(bigger)
-            got = f.readinto(view[carry:])
-            end = carry + (got or 0)
+            raw = bytearray(len(carry) + size)
+            raw[: len(carry)] = carry
+            got = f.readinto(memoryview(raw)[len(carry) :])
+            end = len(carry) + got
             if not got:
                 if end:
-                    yield view[:end]
+                    yield _ending_line(np.frombuffer(raw, np.uint8, end))
                 return
-            cut = buf.rfind(b"\n", 0, end)
-            if cut < 0:
-                carry = end
-                continue
-            yield view[: cut + 1]
-            rest = end - cut - 1
-            buf[:rest] = buf[cut + 1 : end]
-            carry = rest
+            cut = raw.rfind(b"\n", 0, end) + 1
+            carry = bytes(raw[cut:end])
+            if cut:  # else a line longer than the chunk: read on
+                yield np.frombuffer(raw, np.uint8, cut)
+
+
+def _ending_line(buf: np.ndarray) -> np.ndarray:
+    return buf if buf[-1] == 10 else np.append(buf, np.uint8(10))
 
 
 def _detect(first: bytes) -> str:
