@@ -298,3 +298,12 @@ def test_recorded_dataset_rederives_from_raw():
     steps = cl.groupby(["proxy_mode", "services"], observed=True).size()
     assert (steps >= 2000).all()
     assert set(cl["proxy_mode"].astype(str)) == {"iptables-legacy", "iptables-nft", "nftables"}
+    # every step of every mode was run or is in the manifest with the reason it was not
+    planned = {(m, n + 1) for m in ("iptables-legacy", "iptables-nft", "nftables")
+               for n in ds.recording["parameters"]["service_counts"]}
+    run = set(steps.index.map(lambda i: (str(i[0]), int(i[1]))))
+    skipped = {(s["proxy_mode"], s["services"]): s["reason"] for s in ds.recording["skipped"]}
+    assert run | set(skipped) == planned and not run & set(skipped)
+    assert all(reason for reason in skipped.values())
+    # nftables loads its table in transactions now: every size up to 20k fits the load limit
+    assert {(m, n) for m, n in planned if n <= 20001} <= run
