@@ -364,30 +364,30 @@ def _match(buf, start, end, data, offsets, first, stop):
     return -1
 
 
-def _decimal(buf, start, end):
+def _decimal(buf, start):
     """``(value, stop)``: the decimal number that starts at ``start`` and ends at ``stop``
     (the first byte that is not a digit); value -1 for none or more than 18 digits."""
     value = 0
     i = start
-    while i < end and 48 <= buf[i] <= 57:
+    while 48 <= buf[i] <= 57:
         value = value * 10 + buf[i] - 48
         i += 1
     return (value if 0 < i - start <= 18 else -1), i
 
 
-def _ipv4(buf, start, end):
+def _ipv4(buf, start):
     """``(value, stop)``: the IPv4 address that starts at ``start`` as a number (-1 if it is
     not one as :mod:`ipaddress` reads it: four parts of at most 255, no leading zero)."""
     value = 0
     i = start
     for part in range(4):
         if part > 0:
-            if i >= end or buf[i] != 46:
+            if buf[i] != 46:
                 return -1, i
             i += 1
         first = i
         octet = 0
-        while i < end and 48 <= buf[i] <= 57 and i - first < 3:
+        while 48 <= buf[i] <= 57 and i - first < 3:
             octet = octet * 10 + buf[i] - 48
             i += 1
         if i == first or octet > 255 or (i - first > 1 and buf[first] == 48):
@@ -396,13 +396,14 @@ def _ipv4(buf, start, end):
     return value, i
 
 
-def _fast_line(buf, start, end, extended, tables, nums, have, ips, names, flags):
-    """Read the line ``buf[start:end]`` into the scratch arrays; False if it is not one the
-    kernel reads (what it wrote then does not count).
+def _fast_line(buf, start, extended, tables, nums, have, ips, names, flags):
+    """Read the line at ``start`` into the scratch arrays. Returns the position of its
+    newline, or -1 if it is not a line the kernel reads (what it wrote then does not count).
 
     ``nums``/``have``: numeric slots (``_NUM_SLOTS``); ``ips``: the four addresses (original
     src, dst, reply src, dst); ``names``: codes of l3, protocol, state (-1: none); ``flags``.
-    Each byte is looked at once: a key is read up to its ``=``, its value parsed in place.
+    Each byte is looked at once: a key is read up to its ``=``, its value parsed in place;
+    no bounds are checked, as every loop stops at the newline that ends each line.
     """
     (name_data, name_off, key_data, key_off, flag_data, flag_off, key_at,
      key_slot, key_in_tuple, groups, num_max, _, _, _) = tables
@@ -421,88 +422,88 @@ def _fast_line(buf, start, end, extended, tables, nums, have, ips, names, flags)
     prev = -1  # the previous key (-1 after a flag)
     i = start
     while True:
-        while i < end and buf[i] == 32:
+        while buf[i] == 32:
             i += 1
-        if i == end:
+        if buf[i] == 10:
             break
         a = i
-        while i < end and (97 <= buf[i] <= 122 or buf[i] == 45):  # a-z and -: a key's bytes
+        while 97 <= buf[i] <= 122 or buf[i] == 45:  # a-z and -: a key's bytes
             i += 1
-        if i < end and buf[i] == 61 and field >= 4:  # key=value
+        if buf[i] == 61 and field >= 4:  # key=value
             field = 5
             k = key_at[i - a, buf[a]] if i - a < len(key_at) else -1
             if k < 0 or _match(buf, a, i, key_data, key_off, k, k + 1) < 0:
-                return False
+                return -1
             if k == _K_SRC or k == _K_DST:
                 if k == _K_SRC:
                     direction += 1
                 if direction < 0 or direction > 1:
-                    return False
+                    return -1
                 slot = 2 * direction + (1 if k == _K_DST else 0)
                 if ips[slot] >= 0:
-                    return False
-                ips[slot], i = _ipv4(buf, i + 1, end)
+                    return -1
+                ips[slot], i = _ipv4(buf, i + 1)
                 if ips[slot] < 0:
-                    return False
+                    return -1
             else:
                 if k == _K_ID and prev != _K_CODE:
                     slot = _CT_ID
                 elif key_in_tuple[k] and direction < 0:
-                    return False
+                    return -1
                 else:
                     slot = key_slot[k, max(direction, 0)]
                 if have[slot]:
-                    return False
-                nums[slot], i = _decimal(buf, i + 1, end)
+                    return -1
+                nums[slot], i = _decimal(buf, i + 1)
                 if nums[slot] < 0 or nums[slot] > num_max[slot]:
-                    return False
+                    return -1
                 have[slot] = True
-            if i < end and buf[i] != 32:
-                return False
+            if buf[i] != 32 and buf[i] != 10:
+                return -1
             prev = k
             continue
-        while i < end and buf[i] != 32:  # any other token: printable ASCII without =
-            if buf[i] < 33 or buf[i] > 126 or buf[i] == 61:
-                return False
+        while 32 < buf[i] < 127 and buf[i] != 61:  # any other token: printable ASCII but =
             i += 1
+        if buf[i] != 32 and buf[i] != 10:
+            return -1
         if field == 0 or field == 2:  # L3 (ipv4 only) or L4 protocol name
             first, stop = (0, _PROTO_FIRST) if field == 0 else (_PROTO_FIRST, _STATE_FIRST)
             names[field // 2] = _match(buf, a, i, name_data, name_off, first, stop)
             if names[field // 2] < 0:
-                return False
+                return -1
             field += 1
         elif field == 1 or field == 3:  # L3 or L4 protocol number
-            value, stop = _decimal(buf, a, i)
+            value, stop = _decimal(buf, a)
             if value < 0 or stop != i:
-                return False
+                return -1
             nums[_PROTONUM] = value
             have[_PROTONUM] = field == 3
             field += 1
         elif field == 4:  # [timeout] [state]
             positional += 1
-            value, stop = _decimal(buf, a, i)
+            value, stop = _decimal(buf, a)
             if positional == 1 and value >= 0 and stop == i:
                 nums[_TIMEOUT] = value
                 have[_TIMEOUT] = True
             else:
                 names[2] = _match(buf, a, i, name_data, name_off, _STATE_FIRST, len(name_off) - 1)
                 if names[2] < 0 or positional > 2 or (positional == 2 and not have[_TIMEOUT]):
-                    return False
+                    return -1
         else:  # a flag
             k = _match(buf, a, i, flag_data, flag_off, 0, len(flag_off) - 1)
             if k < 0 or flags[k]:
-                return False
+                return -1
             flags[k] = True
             prev = -1
     if field != 5 or ips.min() < 0:
-        return False
+        return -1
     for g in range(len(groups)):
         for j in range(1, 3):
             if groups[g, j] >= 0 and have[groups[g, j]] != have[groups[g, 0]]:
-                return False
+                return -1
     if not extended:
         names[0] = 0  # ipv4: the kernel reads IPv4 addresses only
-    return True
+    return i
 
 
 def _scan(buf, pos, extended, fast, lineno, row, tables, out, fallback):
@@ -528,10 +529,8 @@ def _scan(buf, pos, extended, fast, lineno, row, tables, out, fallback):
     read = 0
     n = len(buf)
     while pos < n and nfb < fallback.shape[0]:
-        end = pos
-        while buf[end] != 10:
-            end += 1
-        if fast and _fast_line(buf, pos, end, extended, tables, nums, have, ips, names, flags):
+        end = _fast_line(buf, pos, extended, tables, nums, have, ips, names, flags) if fast else -1
+        if end >= 0:
             out_lineno[row] = lineno
             for s in range(nslots):
                 value = nums[s] if have[s] else 0
@@ -552,6 +551,9 @@ def _scan(buf, pos, extended, fast, lineno, row, tables, out, fallback):
             row += 1
             read += 1
         else:
+            end = pos
+            while buf[end] != 10:
+                end += 1
             fallback[nfb, 0] = pos
             fallback[nfb, 1] = end
             fallback[nfb, 2] = lineno
@@ -660,13 +662,12 @@ class _Output:
             nums[slot] = values, mask
             out[col] = values if spec.column(col).dtype == "int64" else pd.arrays.IntegerArray(values, mask)
         words = np.array(list(self.words), dtype=object)
-        keys = {}
-        for j, (slot, col) in enumerate(_STR_SLOTS):
-            if j < 4:
-                keys[slot] = self.ipkeys[j, :n]
-                out[col] = _address_categorical(keys[slot], words)
-            else:
-                out[col] = _categorical(self.codes[j - 4, :n], words)
+        keys = {slot: self.ipkeys[j, :n] for j, (slot, _) in enumerate(_STR_SLOTS[:4])}
+        jobs = [(_address_categorical, keys[slot]) for slot, _ in _STR_SLOTS[:4]]
+        jobs += [(_categorical, self.codes[j, :n]) for j in range(len(_STR_SLOTS) - 4)]
+        with ThreadPoolExecutor(_THREADS) as pool:  # factorize, take, bincount release the GIL
+            columns = pool.map(lambda job: job[0](job[1], words), jobs)
+            out.update(zip([col for _, col in _STR_SLOTS], columns))
         for k, col in enumerate(_FLAG_COLUMNS):
             out[col] = self.flags[k, :n]
         out["service_ip"] = out["orig_dst_ip"]
