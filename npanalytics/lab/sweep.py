@@ -514,9 +514,11 @@ def run_sweep(
         was at least a tenth of the limit, scaled by the square of the Service
         ratio) is not run; in both cases that mode's remaining steps are skipped and
         the log records why. (nft 1.0.6 on kernel 6.18 loads kube-proxy's table in a
-        time that grows about quadratically even in transactions of
-        :data:`NFT_TRANSACTION_SERVICES` ports: creating each anonymous map scans
-        every set of the table; about 17 s at 10k Service ports.)
+        time that grows faster than quadratically even in transactions of
+        :data:`NFT_TRANSACTION_SERVICES` ports, since creating each anonymous map
+        scans every set of the table: 17-18 s at 10k and 65-79 s at 20k Service ports; a
+        40k load was killed after 420 s. So with the defaults the 40k nftables step
+        is skipped.)
 
     Returns
     -------
