@@ -151,6 +151,66 @@ def test_fast_path_equals_reference_on_samples():
         pd.testing.assert_frame_equal(fast(DATA / name, chunk_size=300, **kw), ref(DATA / name, **kw))
 
 
+def kernel_lines(text: bytes, extended: bool, chunk_lines: int = 0) -> set[int]:
+    """Line numbers the compiled kernel reads itself (the others go to _parse_line)."""
+    ctmod._compiled()
+    buf = np.frombuffer(text, np.uint8).copy()
+    out = ctmod._Output(len(buf) // 32 + 1)
+    calls = ctmod._scan_chunk(buf, extended, True, 1, 0, out.tables())
+    left = {lineno for fallback, _ in calls for _, _, lineno, _, _ in fallback}
+    return set(range(1, text.count(b"\n") + 1)) - left
+
+
+_RARE = ("secctx=", "helper=", "labels=", "srckey=", "start=", ":")
+
+
+@pytest.mark.parametrize("name, extended", [("default.txt", False), ("extended.txt", True), ("proc.txt", True), ("id.txt", False)])
+def test_kernel_reads_the_common_lines_and_leaves_the_rest(name, extended):
+    lines = (DATA / name).read_bytes().split(b"\n")[:-1]
+    common = {n for n, line in enumerate(lines, 1)
+              if not line.startswith(b"conntrack v") and not any(r.encode() in line for r in _RARE)}
+    assert len(common) >= len(lines) // 2  # the samples are mostly IPv4 tcp/udp/icmp
+    assert kernel_lines(b"\n".join(lines) + b"\n", extended) == common
+
+
+@pytest.mark.parametrize(
+    "line, kernel",
+    [
+        ("tcp      6 5 src=1.2.3.4 dst=1.2.3.4 src=1.2.3.4 dst=1.2.3.4 use=1000000000000000000", False),  # 19 digits
+        ("tcp      6 5 src=1.2.3.4 dst=1.2.3.4 src=1.2.3.4 dst=1.2.3.4 use=0000000000000000000001", False),
+        ("tcp      6 5 src=1.2.3.4\tdst=1.2.3.4 src=1.2.3.4 dst=1.2.3.4", False),
+        ("tcp      6 5 5 src=1.2.3.4 dst=1.2.3.4 src=1.2.3.4 dst=1.2.3.4", False),  # '5' as a state
+        ("dccp     33 5 OPEN src=1.2.3.4 dst=1.2.3.4 src=1.2.3.4 dst=1.2.3.4", False),  # a state it does not know
+        ("tcp      6 CLOSE src=1.2.3.4 dst=1.2.3.4 src=1.2.3.4 dst=1.2.3.4", True),  # offloaded: no timeout
+        ("  tcp 6 5 src=1.2.3.4  dst=1.2.3.4 src=1.2.3.4 dst=1.2.3.4 id=7 [OFFLOAD]  ", True),
+    ],
+)
+def test_lines_at_the_kernel_edge_read_as_the_reference_reads_them(line, kernel):
+    text = line + "\n"
+    assert kernel_lines(text.encode(), False) == ({1} if kernel else set())
+    df = read_conntrack(text)
+    pd.testing.assert_frame_equal(df, ref(text))
+    assert len(df) == 1
+
+
+_V4_CASES = ["0.0.0.0", "255.255.255.255", "198.18.0.1", "256.1.1.1", "01.2.3.4", "1.2.3", "1.2.3.4.5",
+             "1..2.3", "0.0.0.00", "1234.1.1.1", "1.2.3.4x", "", ".1.2.3", "1.2.3.255", "9.99.199.249"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(_V4_CASES) | st.text("0123456789.", max_size=16))
+def test_kernel_ipv4_accepts_what_ipaddress_accepts(text):
+    ctmod._compiled()
+    buf = np.frombuffer((text + " ").encode(), np.uint8).copy()
+    value, stop = ctmod._ipv4(buf, 0)
+    try:
+        want = int(ipaddress.IPv4Address(text))
+    except ValueError:
+        want = None
+    got = value if value >= 0 and stop == len(text) else None
+    assert got == want
+
+
 # --------------------------------------------------------------------------- sources
 
 

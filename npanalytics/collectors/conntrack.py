@@ -5,10 +5,11 @@ Formats are described in ../shared/KUBE_FACTS.md §5. Two parsers read the line 
 
 - :func:`_parse_line` -- a plain per-line parser. It is the specification: it decides what
   is accepted and words every error.
-- :func:`_fast_chunk` -- a vectorised numpy parser that reads the common shapes of lines a
-  few megabytes at a time (no Python object per line). Every line it does not fully
-  understand (and every line with a problem) goes to :func:`_parse_line`, so the two give
-  identical frames (a hypothesis test checks it).
+- :func:`_scan` -- a compiled kernel (numba, imported on first use) that walks the bytes
+  a line at a time and writes the common shapes of lines straight into the output
+  columns; every line it does not fully understand (and every line with a problem) goes
+  to :func:`_parse_line`, so the two give identical frames (a hypothesis test checks it).
+  A dump is read in chunks of a megabyte, two chunks at a time.
 
 Event lines (``conntrack -E``, prefixed ``[NEW]``/``[UPDATE]``/``[DESTROY]``) are rejected
 with a ParseError that says so. ``srckey``/``dstkey`` (GRE) and ``start``/``stop``
@@ -707,7 +708,10 @@ def _address_categorical(keys: np.ndarray, words: np.ndarray) -> pd.Categorical:
     octets = [pa.array((distinct[v4] >> shift) & 255).cast(pa.string()) for shift in (24, 16, 8, 0)]
     texts[v4] = pc.binary_join_element_wise(*octets, ".").to_numpy(zero_copy_only=False)
     texts[~v4] = words[distinct[~v4] - 2**32]
-    return _categorical(codes, texts)
+    order = pc.array_sort_indices(pa.array(texts, pa.string())).to_numpy()
+    rank = np.empty(len(order), np.int32)
+    rank[order] = np.arange(len(order), dtype=np.int32)
+    return pd.Categorical.from_codes(rank[codes], categories=pd.Index(texts[order], dtype="str"), validate=False)
 
 
 _CHUNK = 1 << 20
