@@ -106,6 +106,33 @@ def test_run_sweep_deadline_raises_and_tears_down(need_root, need_binary):
     assert _sweep_namespaces() == []
 
 
+class _SlowSession:
+    """Stands in for a LabSession: each exec takes ``seconds``; records what it was given."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.inputs: list[str] = []
+
+    def exec(self, namespace, args, *, input=None, timeout=30.0, check=True):
+        import time
+
+        assert timeout > 0
+        self.inputs.append(input)
+        time.sleep(self.seconds)
+
+
+def test_load_runs_every_transaction_in_order_and_stops_at_the_limit():
+    from npanalytics.lab.sweep import _load
+
+    session = _SlowSession(0.0)
+    assert _load(session, "nftables", ["a\n", "b\n", "c\n"], timeout=5.0) > 0
+    assert session.inputs == ["a\n", "b\n", "c\n"]
+    slow = _SlowSession(0.3)
+    with pytest.raises(LabError, match=r"timed out after 0.5 s: the load of nftables rules \(before transaction 3 of 4\)"):
+        _load(slow, "nftables", ["a", "b", "c", "d"], timeout=0.5)
+    assert slow.inputs == ["a", "b"]
+
+
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [

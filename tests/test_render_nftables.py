@@ -7,6 +7,7 @@ import sys
 import uuid
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from npanalytics.collectors._proxy import nftables_chain_name
@@ -372,6 +373,10 @@ def test_transaction_size_cuts_between_service_ports_and_keeps_every_command(siz
     assert sorted(line for p in parts for line in p.splitlines() if line) == sorted(commands)
     assert parts[0].splitlines()[:3] == one.splitlines()[:3]
     assert count_rules(cut) == count_rules(one)
+    # the project's reader of nft -f input sees the same Services and endpoints in both
+    read_one, read_cut = read_nft_ruleset(one), read_nft_ruleset(cut)
+    pd.testing.assert_frame_equal(read_cut.services, read_one.services)
+    pd.testing.assert_frame_equal(read_cut.endpoints, read_one.endpoints)
     # every part creates the chains and sets it uses before the rules and elements that use them
     created: set[str] = set()
     for part in parts:
