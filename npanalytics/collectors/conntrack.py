@@ -35,7 +35,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..exceptions import CollectorError, ParseError
+from ..exceptions import CollectorError
 from ..schemas import SCHEMAS, empty_frame, schema_table
 from ._source import BadLines, Source, check_on_bad_line, count_lines, read_source_bytes
 
@@ -91,7 +91,6 @@ _STR_SLOTS = (
     ("helper", "helper"),
     ("labels", "labels"),
 )
-_STR = {name: i for i, (name, _) in enumerate(_STR_SLOTS)}
 _FLAGS = ("[UNREPLIED]", "[ASSURED]", "[OFFLOAD]", "[HW_OFFLOAD]")
 _FLAG_COLUMNS = ("unreplied", "assured", "offload", "hw_offload")
 
@@ -296,7 +295,7 @@ _STATE_NAMES = (
 _NAMES = _L3_NAMES + _PROTO_NAMES + _STATE_NAMES
 _PROTO_FIRST = len(_L3_NAMES)
 _STATE_FIRST = _PROTO_FIRST + len(_PROTO_NAMES)
-# Keys the kernel knows, most frequent first (it tries them in this order).
+# Keys the kernel knows.
 _FAST_KEYS = ("src", "dst", "sport", "dport", "packets", "bytes", "mark", "use", "delta-time",
               "type", "code", "id", "zone", "zone-orig", "zone-reply", "secmark")
 _K_SRC, _K_DST, _K_CODE, _K_ID = (_FAST_KEYS.index(k) for k in ("src", "dst", "code", "id"))
@@ -304,6 +303,7 @@ _K_SRC, _K_DST, _K_CODE, _K_ID = (_FAST_KEYS.index(k) for k in ("src", "dst", "c
 _KEY_AT = np.full((16, 128), -1, np.int64)
 for _k, _key in enumerate(_FAST_KEYS):
     _KEY_AT[len(_key), ord(_key[0])] = _k
+del _k, _key
 # Numeric slot of each key in the original (column 0) and reply (column 1) tuple; the
 # same slot twice for keys outside the tuples. ``id=`` right after ``code=`` is the ICMP
 # id, any other ``id=`` the entry id.
@@ -316,7 +316,7 @@ _KEY_SLOT = np.array(
     dtype=np.int64,
 )
 _KEY_IN_TUPLE = np.array([k in _TUPLE_KEYS for k in _FAST_KEYS])
-# (first slot, last slot) of the keys that come all or none in a tuple, per direction.
+# Slots of the keys that come all or none in a tuple, per direction (-1: no third).
 _GROUPS = np.array(
     [[_NUM[f"{d}_{k}"] for k in ("sport", "dport")] + [-1] for d in ("orig", "reply")]
     + [[_NUM[f"{d}_{k}"] for k in ("type", "code", "id")] for d in ("orig", "reply")]
@@ -345,6 +345,7 @@ for _m, (_j, _slot, _col) in enumerate(_OUT_SLOTS):
     _OUT_TABLE[_j] = 2 if SCHEMAS["conntrack_flows"].column(_col).dtype == "Int32" else 1
     _OUT_ROW[_j] = int(np.count_nonzero(_OUT_TABLE[:_j] == _OUT_TABLE[_j]))
     _OUT_MISSING[_j] = _m
+del _m, _j, _slot, _col
 _N64 = int(np.count_nonzero(_OUT_TABLE == 1))
 _N32 = int(np.count_nonzero(_OUT_TABLE == 2))
 _TABLES = (*_packed(_NAMES), *_packed(_FAST_KEYS), *_packed(_FLAGS), _KEY_AT, _KEY_SLOT, _KEY_IN_TUPLE,
