@@ -151,6 +151,18 @@ def test_fast_path_equals_reference_on_samples():
         pd.testing.assert_frame_equal(fast(DATA / name, chunk_size=300, **kw), ref(DATA / name, **kw))
 
 
+@pytest.mark.parametrize("chunk_size", [50, 1000])
+def test_file_chunks_shorter_than_a_line_and_no_final_newline(tmp_path, chunk_size):
+    raw = (DATA / "default.txt").read_bytes() + (DATA / "ipv6.txt").read_bytes()
+    raw = raw.replace(b"conntrack v1.4.7 (conntrack-tools): 21 flow entries have been shown.\n", b"\n")
+    path = tmp_path / "dump.txt"
+    path.write_bytes(raw.rstrip(b"\n"))
+    df = fast(path, chunk_size=chunk_size, on_bad_line="skip")
+    pd.testing.assert_frame_equal(df, ref(raw.rstrip(b"\n"), on_bad_line="skip"))
+    assert df.attrs["parse_report"].lines_total == raw.rstrip(b"\n").count(b"\n") + 1
+    assert len(df) == raw.count(b"src=") // 2
+
+
 def kernel_lines(text: bytes, extended: bool, chunk_lines: int = 0) -> set[int]:
     """Line numbers the compiled kernel reads itself (the others go to _parse_line)."""
     ctmod._compiled()
