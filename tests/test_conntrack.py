@@ -205,6 +205,29 @@ def test_lines_at_the_kernel_edge_read_as_the_reference_reads_them(line, kernel)
     assert len(df) == 1
 
 
+def test_first_calls_from_several_threads_at_once():
+    """In a fresh interpreter, where the kernel is not loaded yet."""
+    code = textwrap.dedent(f"""
+        import threading
+        import pandas as pd
+        from npanalytics.collectors.conntrack import read_conntrack
+        frames = []
+        threads = [threading.Thread(target=lambda: frames.append(read_conntrack({str(DATA / "default.txt")!r})))
+                   for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert len(frames) == 4, len(frames)
+        for df in frames[1:]:
+            pd.testing.assert_frame_equal(df, frames[0])
+        print(len(frames[0]))
+    """)
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.split() == [str(len(read_conntrack(DATA / "default.txt")))]
+
+
 _V4_CASES = ["0.0.0.0", "255.255.255.255", "198.18.0.1", "256.1.1.1", "01.2.3.4", "1.2.3", "1.2.3.4.5",
              "1..2.3", "0.0.0.00", "1234.1.1.1", "1.2.3.4x", "", ".1.2.3", "1.2.3.255", "9.99.199.249"]
 

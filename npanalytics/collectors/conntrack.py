@@ -24,6 +24,7 @@ import os
 import re
 import shutil
 import subprocess
+import threading
 import xml.etree.ElementTree as ET
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
@@ -572,17 +573,22 @@ def _scan(buf, pos, extended, fast, lineno, row, tables, out, fallback):
 _KERNEL = ("_match", "_decimal", "_ipv4", "_fast_line", "_scan", "_count_rows")
 
 
+_COMPILING = threading.Lock()
+
+
 def _compiled():
     """:func:`_scan` compiled (numba, cached on disk: the first call on a machine pays
-    the compilation, a few seconds)."""
+    the compilation, a few seconds; each process then loads it, about half a second)."""
     g = globals()
-    if not hasattr(g["_scan"], "py_func"):
-        from numba import njit
+    with _COMPILING:
+        if not hasattr(g["_scan"], "py_func"):
+            from numba import njit
 
-        for name in _KERNEL:  # callees first: a kernel function sees the compiled ones
-            inline = "never" if name in ("_scan", "_count_rows") else "always"
-            g[name] = njit(cache=True, nogil=True, inline=inline)(g[name])
+            for name in _KERNEL:  # callees first: a kernel function sees the compiled ones
+                inline = "never" if name in ("_scan", "_count_rows") else "always"
+                g[name] = njit(cache=True, nogil=True, inline=inline)(g[name])
     return g["_scan"]
+
 
 # ---------------------------------------------------------------------------------------
 # The output columns, and driving both parsers over an input
