@@ -349,8 +349,11 @@ for _m, (_j, _slot, _col) in enumerate(_OUT_SLOTS):
 del _m, _j, _slot, _col
 _N64 = int(np.count_nonzero(_OUT_TABLE == 1))
 _N32 = int(np.count_nonzero(_OUT_TABLE == 2))
-_TABLES = (*_packed(_NAMES), *_packed(_FAST_KEYS), *_packed(_FLAGS), _KEY_AT, _KEY_SLOT, _KEY_IN_TUPLE,
-           _GROUPS, _NUM_MAX, _OUT_TABLE, _OUT_ROW, _OUT_MISSING)
+# The kernel reads these tables as globals: numba compiles them in as constants (as an
+# argument, a tuple of arrays cost reference counting on every line, ~15% of the time).
+_NAME_DATA, _NAME_OFF = _packed(_NAMES)
+_KEY_DATA, _KEY_OFF = _packed(_FAST_KEYS)
+_FLAG_DATA, _FLAG_OFF = _packed(_FLAGS)
 
 
 def _match(buf, start, end, data, offsets, first, stop):
@@ -399,7 +402,7 @@ def _ipv4(buf, start):
     return value, i
 
 
-def _fast_line(buf, start, extended, tables, nums, have, ips, names, flags):
+def _fast_line(buf, start, extended, nums, have, ips, names, flags):
     """Read the line at ``start`` into the scratch arrays. Returns the position of its
     newline, or -1 if it is not a line the kernel reads (what it wrote then does not count).
 
@@ -408,8 +411,6 @@ def _fast_line(buf, start, extended, tables, nums, have, ips, names, flags):
     Each byte is looked at once: a key is read up to its ``=``, its value parsed in place;
     no bounds are checked, as every loop stops at the newline that ends each line.
     """
-    (name_data, name_off, key_data, key_off, flag_data, flag_off, key_at,
-     key_slot, key_in_tuple, groups, num_max, _, _, _) = tables
     for j in range(len(have)):
         have[j] = False
     for j in range(4):
@@ -434,8 +435,8 @@ def _fast_line(buf, start, extended, tables, nums, have, ips, names, flags):
             i += 1
         if buf[i] == 61 and field >= 4:  # key=value
             field = 5
-            k = key_at[i - a, buf[a]] if i - a < len(key_at) else -1
-            if k < 0 or _match(buf, a, i, key_data, key_off, k, k + 1) < 0:
+            k = _KEY_AT[i - a, buf[a]] if i - a < len(_KEY_AT) else -1
+            if k < 0 or _match(buf, a, i, _KEY_DATA, _KEY_OFF, k, k + 1) < 0:
                 return -1
             if k == _K_SRC or k == _K_DST:
                 if k == _K_SRC:
@@ -451,14 +452,14 @@ def _fast_line(buf, start, extended, tables, nums, have, ips, names, flags):
             else:
                 if k == _K_ID and prev != _K_CODE:
                     slot = _CT_ID
-                elif key_in_tuple[k] and direction < 0:
+                elif _KEY_IN_TUPLE[k] and direction < 0:
                     return -1
                 else:
-                    slot = key_slot[k, max(direction, 0)]
+                    slot = _KEY_SLOT[k, max(direction, 0)]
                 if have[slot]:
                     return -1
                 nums[slot], i = _decimal(buf, i + 1)
-                if nums[slot] < 0 or nums[slot] > num_max[slot]:
+                if nums[slot] < 0 or nums[slot] > _NUM_MAX[slot]:
                     return -1
                 have[slot] = True
             if buf[i] != 32 and buf[i] != 10:
@@ -471,7 +472,7 @@ def _fast_line(buf, start, extended, tables, nums, have, ips, names, flags):
             return -1
         if field == 0 or field == 2:  # L3 (ipv4 only) or L4 protocol name
             first, stop = (0, _PROTO_FIRST) if field == 0 else (_PROTO_FIRST, _STATE_FIRST)
-            names[field // 2] = _match(buf, a, i, name_data, name_off, first, stop)
+            names[field // 2] = _match(buf, a, i, _NAME_DATA, _NAME_OFF, first, stop)
             if names[field // 2] < 0:
                 return -1
             field += 1
@@ -489,27 +490,27 @@ def _fast_line(buf, start, extended, tables, nums, have, ips, names, flags):
                 nums[_TIMEOUT] = value
                 have[_TIMEOUT] = True
             else:
-                names[2] = _match(buf, a, i, name_data, name_off, _STATE_FIRST, len(name_off) - 1)
+                names[2] = _match(buf, a, i, _NAME_DATA, _NAME_OFF, _STATE_FIRST, len(_NAME_OFF) - 1)
                 if names[2] < 0 or positional > 2 or (positional == 2 and not have[_TIMEOUT]):
                     return -1
         else:  # a flag
-            k = _match(buf, a, i, flag_data, flag_off, 0, len(flag_off) - 1)
+            k = _match(buf, a, i, _FLAG_DATA, _FLAG_OFF, 0, len(_FLAG_OFF) - 1)
             if k < 0 or flags[k]:
                 return -1
             flags[k] = True
             prev = -1
     if field != 5 or ips.min() < 0:
         return -1
-    for g in range(len(groups)):
+    for g in range(len(_GROUPS)):
         for j in range(1, 3):
-            if groups[g, j] >= 0 and have[groups[g, j]] != have[groups[g, 0]]:
+            if _GROUPS[g, j] >= 0 and have[_GROUPS[g, j]] != have[_GROUPS[g, 0]]:
                 return -1
     if not extended:
         names[0] = 0  # ipv4: the kernel reads IPv4 addresses only
     return i
 
 
-def _scan(buf, pos, extended, fast, lineno, row, tables, out, fallback):
+def _scan(buf, pos, extended, fast, lineno, row, out, fallback):
     """Read the lines of ``buf`` (which ends with a newline) from byte ``pos`` on.
 
     Rows go to the output tables ``out`` from row ``row`` on. Each line the kernel does
@@ -521,8 +522,7 @@ def _scan(buf, pos, extended, fast, lineno, row, tables, out, fallback):
     rows the kernel read.
     """
     out_lineno, num64, num32, missing, ipkeys, codes, flag_out = out
-    out_table, out_row, out_missing = tables[11], tables[12], tables[13]
-    nslots = len(out_table)
+    nslots = len(_OUT_TABLE)
     nums = np.zeros(nslots, np.int64)
     have = np.zeros(nslots, np.bool_)
     ips = np.zeros(4, np.int64)
@@ -532,17 +532,17 @@ def _scan(buf, pos, extended, fast, lineno, row, tables, out, fallback):
     read = 0
     n = len(buf)
     while pos < n and nfb < fallback.shape[0]:
-        end = _fast_line(buf, pos, extended, tables, nums, have, ips, names, flags) if fast else -1
+        end = _fast_line(buf, pos, extended, nums, have, ips, names, flags) if fast else -1
         if end >= 0:
             out_lineno[row] = lineno
             for s in range(nslots):
                 value = nums[s] if have[s] else 0
-                if out_table[s] == 1:
-                    num64[out_row[s], row] = value
-                elif out_table[s] == 2:
-                    num32[out_row[s], row] = value
-                if out_missing[s] >= 0:
-                    missing[out_missing[s], row] = not have[s]
+                if _OUT_TABLE[s] == 1:
+                    num64[_OUT_ROW[s], row] = value
+                elif _OUT_TABLE[s] == 2:
+                    num32[_OUT_ROW[s], row] = value
+                if _OUT_MISSING[s] >= 0:
+                    missing[_OUT_MISSING[s], row] = not have[s]
             for j in range(4):
                 ipkeys[j, row] = ips[j]
             for j in range(3):
@@ -585,8 +585,7 @@ def _compiled():
             from numba import njit
 
             for name in _KERNEL:  # callees first: a kernel function sees the compiled ones
-                inline = "never" if name in ("_scan", "_count_rows") else "always"
-                g[name] = njit(cache=True, nogil=True, inline=inline)(g[name])
+                g[name] = njit(cache=True, nogil=True)(g[name])
     return g["_scan"]
 
 
@@ -749,7 +748,7 @@ def _scan_chunk(buf: np.ndarray, extended: bool, fast: bool, lineno: int, row: i
     pos = 0
     calls = []
     while pos < len(buf):
-        pos, lineno, row, nfb, read = _scan(buf, pos, extended, fast, lineno, row, _TABLES, tables, fallback)
+        pos, lineno, row, nfb, read = _scan(buf, pos, extended, fast, lineno, row, tables, fallback)
         calls.append((fallback[:nfb].tolist(), read))
     return calls
 
