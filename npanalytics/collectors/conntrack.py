@@ -517,9 +517,10 @@ def _scan(buf, pos, extended, fast, lineno, row, out, fallback):
     not read is listed in ``fallback`` (start, end, line number, the row kept for it or
     -1 for lines too short to be an entry, the rows read so far in this call), and a row
     is kept for it so that the rows stay in line order. Stops at the end of ``buf`` or
-    when ``fallback`` is full. Returns ``(pos, lineno, row, fallbacks)``: where it stopped,
-    the next line number, the next row, how many lines went to ``fallback``, how many
-    rows the kernel read.
+    when ``fallback`` is full. Returns ``(pos, lineno, row, fallbacks, read)``: where it
+    stopped, the next line number, the next row, how many lines went to ``fallback``, how
+    many rows the kernel read. ``fast=False`` leaves every line to the reference parser
+    (a test knob).
     """
     out_lineno, num64, num32, missing, ipkeys, codes, flag_out = out
     nslots = len(_OUT_TABLE)
