@@ -8,7 +8,8 @@ their inputs.
 
 Dtype vocabulary (pandas names): ``category`` for labels, ``int64``/``Int64``
 for counts (``Int64`` when a value can be missing), ``Int32`` for ports,
-``float64`` for measures, ``bool`` for flags, ``str`` for free text and
+``float64`` for measures, ``bool`` for flags (``boolean`` when a flag can be
+unknown), ``str`` for free text and
 ``datetime64[ns, UTC]`` for time.
 """
 
@@ -300,6 +301,139 @@ _GROUND_TRUTH = FrameSpec(
     ),
 )
 
+# --- Cluster state (Kubernetes API objects or kube-state-metrics) -------------------------
+# The API collector and the kube-state-metrics collector return these same kinds, so that
+# analysis does not care where a frame came from. A column a source cannot know is NA
+# (kube-state-metrics exposes no Service ports, for example), never guessed.
+
+_K8S_SERVICES = FrameSpec(
+    "k8s_services",
+    "Service port (a Service without ports, or from a source without ports, has one row with port NA)",
+    (
+        _c("namespace", "category", "", "Service namespace"),
+        _c("service", "category", "", "Service name"),
+        _c("type", "category", "", "ClusterIP, NodePort, LoadBalancer or ExternalName"),
+        _c("cluster_ip", "category", "", "spec.clusterIP ('None' for headless); NA when unknown"),
+        _c("cluster_ips", "str", "", "spec.clusterIPs, comma separated ('' when unknown)"),
+        _c("port_name", "category", "", "Service port name ('' for an unnamed port); NA when ports are unknown"),
+        _c("protocol", "category", "", "tcp, udp or sctp (lower case, as in the proxy frames); NA when unknown"),
+        _c("port", "Int32", "", "Service port; NA when unknown"),
+        _c("target_port", "str", "", "targetPort as written (a number or a container port name); '' when unknown"),
+        _c("node_port", "Int32", "", "nodePort; NA when the port has none or it is unknown"),
+        _c("external_traffic_policy", "category", "", "Cluster or Local; NA when not set or unknown"),
+        _c("internal_traffic_policy", "category", "", "Cluster or Local; NA when not set or unknown"),
+        _c("session_affinity", "category", "", "None or ClientIP; NA when unknown"),
+        _c("session_affinity_timeout_seconds", "Int64", "s", "ClientIP timeout; NA without ClientIP affinity"),
+        _c("traffic_distribution", "category", "", "spec.trafficDistribution (PreferClose, ...); NA when not set"),
+        _c("health_check_node_port", "Int32", "", "spec.healthCheckNodePort; NA when none"),
+        _c("service_port_name", "category", "", "kube-proxy's 'namespace/service:port_name' key (joins the proxy frames); NA when ports are unknown"),
+        _c("labels", "str", "", "Service labels as a JSON object ('{}' when none or unknown)", False),
+        _c("source", "category", "", "where the row came from: 'api', 'file' or 'kube-state-metrics'", False),
+    ),
+)
+
+_K8S_ENDPOINTS = FrameSpec(
+    "k8s_endpoints",
+    "address of an endpoint, per EndpointSlice (or Endpoints object) and port",
+    (
+        _c("namespace", "category", "", "namespace of the Service"),
+        _c("service", "category", "", "Service the slice belongs to (kubernetes.io/service-name)"),
+        _c("slice", "category", "", "EndpointSlice (or Endpoints) object name"),
+        _c("port_name", "category", "", "endpoint port name ('' for an unnamed port); NA when ports are unknown"),
+        _c("protocol", "category", "", "tcp, udp or sctp; NA when unknown"),
+        _c("port", "Int32", "", "endpoint (target) port; NA when unknown"),
+        _c("address", "category", "", "endpoint address"),
+        _c("ready", "boolean", "", "conditions.ready; NA when unknown"),
+        _c("serving", "boolean", "", "conditions.serving; NA when unknown"),
+        _c("terminating", "boolean", "", "conditions.terminating; NA when unknown"),
+        _c("node", "category", "", "nodeName; NA when not set"),
+        _c("zone", "category", "", "zone; NA when not set"),
+        _c("hints", "str", "", "topology hints: zones (and nodes) comma separated ('' when none)"),
+        _c("target_pod", "category", "", "targetRef name when it is a Pod; NA otherwise"),
+        _c("service_port_name", "category", "", "kube-proxy's 'namespace/service:port_name' key; NA when ports are unknown"),
+        _c("source", "category", "", "'endpointslice', 'endpoints' (legacy object) or 'kube-state-metrics'", False),
+    ),
+)
+
+_K8S_PODS = FrameSpec(
+    "k8s_pods",
+    "pod",
+    (
+        _c("namespace", "category", "", "pod namespace"),
+        _c("pod", "category", "", "pod name"),
+        _c("node", "category", "", "spec.nodeName; NA when not scheduled"),
+        _c("host_ip", "category", "", "status.hostIP; NA when unknown"),
+        _c("pod_ip", "category", "", "status.podIP; NA when unknown"),
+        _c("pod_ips", "str", "", "status.podIPs, comma separated ('' when unknown)"),
+        _c("phase", "category", "", "Pending, Running, Succeeded, Failed or Unknown; NA when unknown"),
+        _c("ready", "boolean", "", "the Ready condition; NA when unknown"),
+        _c("terminating", "boolean", "", "metadata.deletionTimestamp is set; NA when unknown"),
+        _c("owner_kind", "category", "", "controller owner kind (ReplicaSet, StatefulSet, ...); NA when none"),
+        _c("owner_name", "category", "", "controller owner name; NA when none"),
+        _c("labels", "str", "", "pod labels as a JSON object ('{}' when none or unknown)", False),
+    ),
+)
+
+_K8S_NODES = FrameSpec(
+    "k8s_nodes",
+    "node",
+    (
+        _c("node", "category", "", "node name"),
+        _c("internal_ip", "category", "", "first InternalIP address; NA when unknown"),
+        _c("external_ip", "category", "", "first ExternalIP address; NA when none"),
+        _c("zone", "category", "", "topology.kubernetes.io/zone label (or the deprecated failure-domain one); NA when none"),
+        _c("region", "category", "", "topology.kubernetes.io/region label; NA when none"),
+        _c("ready", "boolean", "", "the Ready condition; NA when unknown"),
+        _c("pod_cidr", "str", "", "spec.podCIDRs, comma separated ('' when unknown)", False),
+    ),
+)
+
+_ENDPOINT_CHURN = FrameSpec(
+    "endpoint_churn",
+    "change of one endpoint address seen while watching EndpointSlices",
+    (
+        _c("timestamp", "datetime64[ns, UTC]", "", "when the change was observed"),
+        _c("namespace", "category", "", "namespace of the Service"),
+        _c("service", "category", "", "Service name"),
+        _c("slice", "category", "", "EndpointSlice name"),
+        _c("address", "category", "", "endpoint address"),
+        _c("event", "category", "", "added, removed or changed"),
+        _c("ready", "boolean", "", "conditions.ready after the change; NA when removed"),
+        _c("serving", "boolean", "", "conditions.serving after the change; NA when removed"),
+        _c("terminating", "boolean", "", "conditions.terminating after the change; NA when removed"),
+        _c("node", "category", "", "nodeName; NA when not set"),
+        _c("resource_version", "str", "", "resourceVersion of the slice that carried the change"),
+    ),
+)
+
+# --- Prometheus ----------------------------------------------------------------------------
+
+_PROM_SAMPLES = FrameSpec(
+    "prom_samples",
+    "sample of one series; besides these, one category column per label (NA where a series lacks it)",
+    (
+        _c("timestamp", "datetime64[ns, UTC]", "", "sample time (evaluation time for instant queries, scrape time for text)"),
+        _c("value", "float64", "", "sample value (NaN and +-Inf as Prometheus sends them)"),
+        _c("__name__", "category", "", "metric name; NA when a query result has none", False),
+    ),
+)
+
+# --- Analysis ------------------------------------------------------------------------------
+
+_FINDINGS = FrameSpec(
+    "findings",
+    "finding of the analysis",
+    (
+        _c("severity", "category", "", "critical, warning or info"),
+        _c("code", "category", "", "stable finding code (etp-local-topology, stale-conntrack, ...)"),
+        _c("service", "category", "", "'namespace/service:port_name' it concerns; NA when node- or cluster-wide"),
+        _c("node", "category", "", "node it concerns; NA when not node-specific"),
+        _c("what", "str", "", "one sentence: what was found"),
+        _c("evidence", "str", "", "the numbers behind it (counts, shares, p-values)"),
+        _c("advice", "str", "", "what to do about it"),
+    ),
+)
+
 SCHEMAS: dict[str, FrameSpec] = {
     spec.kind: spec
     for spec in (
@@ -311,6 +445,13 @@ SCHEMAS: dict[str, FrameSpec] = {
         _RULE_LOADS,
         _CONNECT_LATENCY,
         _GROUND_TRUTH,
+        _K8S_SERVICES,
+        _K8S_ENDPOINTS,
+        _K8S_PODS,
+        _K8S_NODES,
+        _ENDPOINT_CHURN,
+        _PROM_SAMPLES,
+        _FINDINGS,
     )
 }
 """Every frame kind npanalytics knows, by kind name."""
