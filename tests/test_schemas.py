@@ -18,7 +18,7 @@ def test_spec_is_well_formed(kind):
     spec = SCHEMAS[kind]
     names = spec.names
     assert len(names) == len(set(names)), "duplicate column"
-    allowed = {"category", "str", "bool", "int64", "Int64", "Int32", "float64", "datetime64[ns, UTC]"}
+    allowed = {"category", "str", "bool", "boolean", "int64", "Int64", "Int32", "float64", "datetime64[ns, UTC]"}
     for col in spec.columns:
         assert col.dtype in allowed, (col.name, col.dtype)
         assert col.description
