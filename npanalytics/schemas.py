@@ -434,6 +434,46 @@ _FINDINGS = FrameSpec(
     ),
 )
 
+_SKEW = FrameSpec(
+    "skew",
+    "backend (pod, node, zone or endpoint) of one Service port in one window, from one source: observed vs expected share",
+    (
+        _c("service_port_name", "category", "", "kube-proxy's 'namespace/service:port_name' key"),
+        _c("window_start", "datetime64[ns, UTC]", "", "start of the time window; NaT for a whole-recording snapshot"),
+        _c("source", "category", "", "conntrack, rules, metrics or ground_truth"),
+        _c("group", "category", "", "what a backend is: pod, node, zone or endpoint"),
+        _c("backend", "category", "", "the pod, node, zone or endpoint address"),
+        _c("observed", "float64", "connections", "load the source attributes to the backend (connections; requests for ground truth)"),
+        _c("share", "float64", "ratio", "observed / all observed of the Service port in the window (0 when it has none)"),
+        _c("share_ci_low", "float64", "ratio", "lower end of the share's 95 % bootstrap interval"),
+        _c("share_ci_high", "float64", "ratio", "upper end of the share's 95 % bootstrap interval"),
+        _c("expected_share", "float64", "ratio", "share the configuration predicts; NaN when no model applies"),
+        _c("expected_low", "float64", "ratio", "lower end of the 95 % range of the share under the model for this many connections"),
+        _c("expected_high", "float64", "ratio", "upper end of that range"),
+    ),
+)
+
+_SKEW_SUMMARY = FrameSpec(
+    "skew_summary",
+    "Service port, window, source and grouping: how uneven the load is, and whether the model explains it",
+    (
+        _c("service_port_name", "category", "", "kube-proxy's 'namespace/service:port_name' key"),
+        _c("window_start", "datetime64[ns, UTC]", "", "start of the time window; NaT for a whole-recording snapshot"),
+        _c("source", "category", "", "conntrack, rules, metrics or ground_truth"),
+        _c("group", "category", "", "pod, node, zone or endpoint"),
+        _c("backends", "int64", "", "backends that could receive load (observed or expected)"),
+        _c("total", "float64", "connections", "all observed load of the Service port in the window"),
+        _c("max_mean", "float64", "ratio", "largest load / mean load (1 = even; NaN without load)"),
+        _c("cv", "float64", "ratio", "coefficient of variation of the loads (population standard deviation / mean)"),
+        _c("gini", "float64", "ratio", "Gini coefficient of the loads (0 = even)"),
+        _c("jain", "float64", "ratio", "Jain's fairness index (1 = even, 1/n = one backend takes all)"),
+        _c("entropy_norm", "float64", "ratio", "Shannon entropy of the shares / log(backends) (1 = even)"),
+        _c("g_statistic", "float64", "", "G-test statistic against the expected shares; NaN when no model applies"),
+        _c("p_value", "float64", "", "G-test p-value; NaN when no model applies"),
+        _c("model", "str", "", "the expected-distribution model used (e.g. 'uniform over 3 ready endpoints', 'Local: per-node split')"),
+    ),
+)
+
 SCHEMAS: dict[str, FrameSpec] = {
     spec.kind: spec
     for spec in (
@@ -452,6 +492,8 @@ SCHEMAS: dict[str, FrameSpec] = {
         _ENDPOINT_CHURN,
         _PROM_SAMPLES,
         _FINDINGS,
+        _SKEW,
+        _SKEW_SUMMARY,
     )
 }
 """Every frame kind npanalytics knows, by kind name."""
