@@ -474,6 +474,19 @@ _SKEW_SUMMARY = FrameSpec(
     ),
 )
 
+_PUBLISHED_LATENCY = FrameSpec(
+    "published_latency",
+    "published latency figure (proxy mode, Service count, quantile), to set beside the lab's (npanalytics.analysis.published)",
+    (
+        _c("source", "str", "", "where the number was published"),
+        _c("proxy_mode", "category", "", "iptables, nftables, ipvs ... as the source names it"),
+        _c("services", "int64", "services", "Services in the measured cluster"),
+        _c("quantile", "float64", "ratio", "quantile of the latency distribution (0.5 = median)"),
+        _c("rtt_seconds", "float64", "s", "first-packet round-trip time"),
+        _c("upper_bound", "bool", "", "the source only says 'at most' this value"),
+    ),
+)
+
 SCHEMAS: dict[str, FrameSpec] = {
     spec.kind: spec
     for spec in (
@@ -494,6 +507,7 @@ SCHEMAS: dict[str, FrameSpec] = {
         _FINDINGS,
         _SKEW,
         _SKEW_SUMMARY,
+        _PUBLISHED_LATENCY,
     )
 }
 """Every frame kind npanalytics knows, by kind name."""
