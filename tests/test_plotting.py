@@ -233,6 +233,35 @@ def test_overhead_draws_modes_fits_and_the_users_service_count():
     assert "µs" in ax.get_ylabel() and "p50" in ax.get_ylabel()
 
 
+def test_overhead_sets_published_numbers_beside_the_lab():
+    from npanalytics.analysis.published import kep3866_first_packet
+
+    summary, fit = sweep_summary()
+    published = kep3866_first_packet()
+    ax = plot_overhead(summary, fit, statistic="p50_us", published=published)
+    lines = {line.get_label(): line for line in ax.lines}
+    iptables = lines["published iptables"]
+    assert list(iptables.get_xdata()) == [5000, 10000, 30000]
+    assert list(iptables.get_ydata()) == pytest.approx([49, 61, 274])  # µs, as charted in KEP-3866
+    assert list(lines["published nftables"].get_ydata()) == pytest.approx([14, 14, 14])
+    floor = published[published["upper_bound"]].assign(quantile=0.5)  # the p01 bars, drawn as if p50
+    ax = plot_overhead(summary, statistic="p50_us", published=floor)
+    lines = {line.get_label(): line for line in ax.lines}
+    assert list(lines["published nftables (at most)"].get_ydata()) == pytest.approx([10, 10, 10])
+    assert lines["published nftables (at most)"].get_marker() == "v"
+
+
+def test_published_kep3866_table_keeps_the_charts_shape():
+    from npanalytics.analysis.published import KEP3866_SOURCE, kep3866_first_packet
+
+    table = npanalytics.validate_frame(kep3866_first_packet(), "published_latency")
+    assert (table["source"] == KEP3866_SOURCE).all() and len(table) == 2 * 4 * 3
+    p50 = table[table["quantile"] == 0.5].pivot(index="services", columns="proxy_mode", values="rtt_seconds")
+    assert p50.loc[30000, "iptables"] / p50.loc[30000, "nftables"] == pytest.approx(19.6, abs=0.1)
+    assert p50["nftables"].nunique() == 1  # flat from 5k to 30k
+    assert table.loc[table["upper_bound"], "rtt_seconds"].eq(10e-6).all()
+
+
 def test_overhead_on_the_recorded_sweep():
     from npanalytics.lab.sweep import fit_sweep, summarize_sweep
 

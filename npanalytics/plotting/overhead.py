@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..schemas import validate_frame
 from ._common import axes, check_option
 
 __all__ = ["plot_overhead"]
@@ -22,12 +23,29 @@ def _to_us(column: str) -> float:
     raise ValueError(f"plot_overhead: {column!r} has no time unit suffix (_us or _seconds)")
 
 
+def _quantile(statistic: str) -> float:
+    digits = statistic.split("_")[0].lstrip("p")
+    if not digits.isdigit():
+        raise ValueError(f"plot_overhead: cannot tell the quantile of {statistic!r} (expected p<NN>_...)")
+    return int(digits) / 10 ** len(digits)
+
+
+def _published(ax: Any, published: pd.DataFrame, statistic: str) -> None:
+    validate_frame(published, "published_latency")
+    rows = published[np.isclose(published["quantile"], _quantile(statistic))]
+    for (mode, bound), part in rows.groupby([rows["proxy_mode"].astype("str"), rows["upper_bound"]], sort=True):
+        ax.plot(part["services"], part["rtt_seconds"] * 1e6, linestyle="none", color="black",
+                marker="v" if bound else "x", markersize=8,
+                label=f"published {mode}" + (" (at most)" if bound else ""))
+
+
 def plot_overhead(
     overhead: pd.DataFrame,
     fit: pd.DataFrame | None = None,
     services: int | None = None,
     *,
     statistic: str = "p50_us",
+    published: pd.DataFrame | None = None,
     ax: Any = None,
 ) -> Any:
     """Per proxy mode, a connect-time percentile against the number of Services, with the fitted line.
@@ -45,6 +63,12 @@ def plot_overhead(
         The user's Service count: a vertical line labelled ``"your N services"``.
     statistic : str
         The column to plot (``p50_us``, ``p90_us``, ``p99_us`` ...).
+    published : pandas.DataFrame, optional
+        Kind ``published_latency`` (e.g.
+        :func:`npanalytics.analysis.published.kep3866_first_packet`): its rows at
+        the statistic's quantile are drawn as black markers per published mode
+        (``x``; ``v`` where the source gives only an upper bound), labelled
+        ``"published <mode>"``.
     ax : matplotlib.axes.Axes, optional
         Where to draw.
 
@@ -74,6 +98,8 @@ def plot_overhead(
             ys = row.intercept_us + row.slope_ns_per_service * xs / 1e3
             ax.plot(xs, ys, linestyle="--", color=colors.get(str(row.proxy_mode), "0.3"),
                     label=f"{row.proxy_mode} fit ({row.slope_ns_per_service:.2f} ns/service)")
+    if published is not None:
+        _published(ax, published, statistic)
     if services is not None:
         ax.axvline(services, color="crimson", linestyle=":", label=f"your {services:,} services")
     ax.set_xlabel("Services (ports) programmed on the node")
