@@ -474,6 +474,42 @@ _SKEW_SUMMARY = FrameSpec(
     ),
 )
 
+_BACKEND_LOAD = FrameSpec(
+    "backend_load",
+    "load one source attributes to one backend of a Service port in one window, per entry node where the source knows it",
+    (
+        _c("service_port_name", "category", "", "kube-proxy's 'namespace/service:port_name' key"),
+        _c("window_start", "datetime64[ns, UTC]", "", "start of the time window; NaT for a whole-recording snapshot"),
+        _c("window_end", "datetime64[ns, UTC]", "", "end of the time window; NaT when unknown or for a snapshot"),
+        _c("source", "category", "", "conntrack, rules, metrics or ground_truth"),
+        _c("measure", "category", "", "connections, requests, bytes or packets"),
+        _c("entry_node", "category", "", "node the load entered through (conntrack, rule counters); NA when the source cannot tell"),
+        _c("endpoint_ip", "category", "", "backend (endpoint) address; NA when unknown"),
+        _c("pod", "category", "", "pod behind the endpoint; NA when unknown"),
+        _c("node", "category", "", "node the pod runs on; NA when unknown"),
+        _c("zone", "category", "", "zone of that node; NA when unknown"),
+        _c("programmed", "boolean", "", "the endpoint is in the rules in force at the end of the window; NA when unknown"),
+        _c("value", "float64", "", "the load, in the unit the measure names"),
+    ),
+)
+
+_NODE_PATH = FrameSpec(
+    "node_path",
+    "(Service port, entry node, backend node): where the connections entering a node were served",
+    (
+        _c("service_port_name", "category", "", "kube-proxy's 'namespace/service:port_name' key"),
+        _c("entry_node", "category", "", "node whose address (node port) the client connected to"),
+        _c("entry_zone", "category", "", "zone of the entry node; NA when unknown"),
+        _c("backend_node", "category", "", "node of the chosen endpoint; NA when unknown"),
+        _c("backend_zone", "category", "", "zone of that node; NA when unknown"),
+        _c("path", "category", "", "local (served on the entry node), forwarded (to another node) or unknown"),
+        _c("cross_zone", "boolean", "", "entry and backend nodes are in different zones; NA when a zone is unknown"),
+        _c("connections", "int64", "connections", "conntrack flows of the entry node on this path"),
+        _c("share", "float64", "ratio", "connections / all connections entering the node for the Service port"),
+        _c("snat_connections", "int64", "connections", "of those, flows whose source was rewritten (SNAT: the pod never sees the client)"),
+    ),
+)
+
 _PUBLISHED_LATENCY = FrameSpec(
     "published_latency",
     "published latency figure (proxy mode, Service count, quantile), to set beside the lab's (npanalytics.analysis.published)",
@@ -508,6 +544,8 @@ SCHEMAS: dict[str, FrameSpec] = {
         _SKEW,
         _SKEW_SUMMARY,
         _PUBLISHED_LATENCY,
+        _BACKEND_LOAD,
+        _NODE_PATH,
     )
 }
 """Every frame kind npanalytics knows, by kind name."""
