@@ -176,6 +176,24 @@ def test_flow_diagram_from_ground_truth():
     assert len(ax.lines) == gt[["node", "pod"]].drop_duplicates().shape[0]
 
 
+def test_flow_diagram_of_a_node_path_frame():
+    node_path = frame_from_records([
+        {"service_port_name": SPN, "entry_node": "node-a", "backend_node": "node-a", "path": "local",
+         "connections": 30, "share": 0.75, "snat_connections": 0},
+        {"service_port_name": SPN, "entry_node": "node-a", "backend_node": "node-b", "path": "forwarded",
+         "connections": 10, "share": 0.25, "snat_connections": 10},
+    ], "node_path")
+    ax = plot_flow_diagram(node_path, max_line_width=8)
+    assert {line.get_gid(): line.get_linewidth() for line in ax.lines} == pytest.approx({
+        "entry_node:node-a -> backend_node:node-a": 6.0, "entry_node:node-a -> backend_node:node-b": 2.0})
+    load = pd.DataFrame({"entry_node": ["a", "a"], "node": ["a", "b"], "pod": ["p", "q"],
+                         "measure": ["connections", "bytes"], "value": [1.0, 2.0]})
+    with pytest.raises(ValueError, match=r"mix measures \['bytes', 'connections'\]"):
+        plot_flow_diagram(load)
+    ax = plot_flow_diagram(load[load["measure"] == "bytes"])
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["entry_node", "node", "pod"]
+
+
 def test_flow_diagram_names_missing_columns():
     with pytest.raises(ValueError, match=r"no column\(s\) \['client'\]"):
         plot_flow_diagram(pd.DataFrame({"node": ["a"], "pod": ["p"], "connections": [1]}))

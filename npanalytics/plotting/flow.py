@@ -22,11 +22,37 @@ def _positions(labels: Sequence[str]) -> dict[str, float]:
     return {label: 1.0 - (i + 0.5) / n for i, label in enumerate(labels)}
 
 
+_DEFAULTS = (
+    # (columns that identify the frame, layers, weight)
+    (("entry_node", "backend_node", "path"), ("entry_node", "backend_node"), "connections"),  # node_path
+    (("entry_node", "pod", "measure", "value"), ("entry_node", "node", "pod"), "value"),  # backend_load
+    ((), ("client", "node", "pod"), "connections"),  # ground_truth and the like
+)
+
+
+def _defaults(paths: pd.DataFrame) -> tuple[list[str], str]:
+    for marks, layers, weight in _DEFAULTS:
+        if all(m in paths.columns for m in marks):
+            return list(layers), weight
+    raise AssertionError("unreachable: the last default matches every frame")
+
+
+def _check_one_kind_of_load(paths: pd.DataFrame) -> None:
+    """A ``backend_load`` frame must hold one source and one measure: they do not add up."""
+    for column in ("source", "measure"):
+        if column in paths.columns and "value" in paths.columns and paths[column].nunique() > 1:
+            values = sorted(str(v) for v in paths[column].dropna().unique())
+            raise ValueError(
+                f"plot_flow_diagram: the paths mix {column}s {values}; select one "
+                f"(paths[paths['{column}'] == ...]) first"
+            )
+
+
 def plot_flow_diagram(
     paths: pd.DataFrame,
     *,
-    layers: Sequence[str] = ("client", "node", "pod"),
-    weight: str = "connections",
+    layers: Sequence[str] | None = None,
+    weight: str | None = None,
     max_line_width: float = MAX_LINE_WIDTH,
     ax: Any = None,
 ) -> Any:
@@ -35,15 +61,16 @@ def plot_flow_diagram(
     Parameters
     ----------
     paths : pandas.DataFrame
-        One row per path with a column per layer and a ``weight`` column: for
-        example ``Analysis.sections["node_path"]`` (entry node -> serving node ->
-        pod) or a ``ground_truth`` frame (client -> node -> pod, weight
-        ``connections`` or ``requests``). Rows with a missing label are drawn
-        under ``"(unknown)"``, never dropped.
-    layers : sequence of str
-        The columns, left to right (at least two).
-    weight : str
-        The column whose sum over a link sets its line width.
+        One row per path with a column per layer and a ``weight`` column. Rows
+        with a missing label are drawn under ``"(unknown)"``, never dropped.
+    layers : sequence of str, optional
+        The columns, left to right (at least two). Default by the frame:
+        ``node_path`` (``Analysis.sections["node_path"]``): entry node -> backend
+        node; ``backend_load`` (one source and measure): entry node -> node ->
+        pod; otherwise client -> node -> pod (e.g. ``ground_truth``).
+    weight : str, optional
+        The column whose sum over a link sets its line width; default
+        ``connections`` (``value`` for ``backend_load``).
     max_line_width : float
         Width (points) of a link that carries all the weight.
     ax : matplotlib.axes.Axes, optional
@@ -56,7 +83,10 @@ def plot_flow_diagram(
         width of ``max_line_width`` times its share of the total weight; each
         box is a text label.
     """
-    layers = list(layers)
+    default_layers, default_weight = _defaults(paths)
+    layers = default_layers if layers is None else list(layers)
+    weight = default_weight if weight is None else weight
+    _check_one_kind_of_load(paths)
     missing = [c for c in [*layers, weight] if c not in paths.columns]
     if len(layers) < 2:
         raise ValueError(f"plot_flow_diagram needs at least two layers; got {layers!r}")
