@@ -10,7 +10,8 @@ One tree, so that callers can catch as narrowly or as broadly as they need::
     └── LabError          the lab cannot build or run here (not root, missing binary/kernel feature)
 
     NpaWarning (UserWarning)
-    └── ParseWarning      lines were skipped under ``on_bad_line="warn"``
+    ├── ParseWarning      lines were skipped under ``on_bad_line="warn"``
+    └── PrometheusWarning Prometheus answered with warnings (the data may be partial)
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ __all__ = [
     "LabError",
     "NpaWarning",
     "ParseWarning",
+    "PrometheusWarning",
 ]
 
 
@@ -84,3 +86,7 @@ class NpaWarning(UserWarning):
 
 class ParseWarning(NpaWarning):
     """Lines were skipped while parsing with ``on_bad_line="warn"``."""
+
+
+class PrometheusWarning(NpaWarning):
+    """Prometheus answered a query with ``warnings``: the result may be partial or approximate."""
