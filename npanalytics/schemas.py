@@ -493,6 +493,35 @@ _BACKEND_LOAD = FrameSpec(
     ),
 )
 
+_ENDPOINT_SELECTION = FrameSpec(
+    "endpoint_selection",
+    "(Service port, window, entry node, endpoint): the probability that a new connection entering the node picks the endpoint",
+    (
+        _c("service_port_name", "category", "", "kube-proxy's 'namespace/service:port_name' key"),
+        _c("window_start", "datetime64[ns, UTC]", "", "start of the window the configuration held in; NaT for the final one"),
+        _c("entry_node", "category", "", "node the connection enters; NA when the choice is the same on every node"),
+        _c("endpoint_ip", "category", "", "endpoint address"),
+        _c("probability", "float64", "ratio", "selection probability (a node's probabilities sum to 1, or to 0 when it drops the traffic)"),
+        _c("model", "str", "", "how the probability was obtained (rules' probabilities, uniform over ready endpoints, IPVS wrr, ...)"),
+    ),
+)
+
+_EXPECTED_SHARES = FrameSpec(
+    "expected_shares",
+    "(Service port, window, source, endpoint): the share of the load the configuration predicts",
+    (
+        _c("service_port_name", "category", "", "kube-proxy's 'namespace/service:port_name' key"),
+        _c("window_start", "datetime64[ns, UTC]", "", "start of the time window; NaT for a whole-recording snapshot"),
+        _c("source", "category", "", "the source whose client-to-node mix weighs the nodes' choices"),
+        _c("endpoint_ip", "category", "", "endpoint address"),
+        _c("pod", "category", "", "pod behind the endpoint; NA when unknown"),
+        _c("node", "category", "", "node the pod runs on; NA when unknown"),
+        _c("zone", "category", "", "zone of that node; NA when unknown"),
+        _c("expected_share", "float64", "ratio", "predicted share of the served load"),
+        _c("model", "str", "", "the model, in words (the skew_summary's model column)"),
+    ),
+)
+
 _NODE_PATH = FrameSpec(
     "node_path",
     "(Service port, entry node, backend node): where the connections entering a node were served",
@@ -546,6 +575,8 @@ SCHEMAS: dict[str, FrameSpec] = {
         _PUBLISHED_LATENCY,
         _BACKEND_LOAD,
         _NODE_PATH,
+        _ENDPOINT_SELECTION,
+        _EXPECTED_SHARES,
     )
 }
 """Every frame kind npanalytics knows, by kind name."""
