@@ -1,0 +1,213 @@
+"""Explorers: set widget values as a user would (no browser) and check what is drawn and listed."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
+from matplotlib.container import BarContainer  # noqa: E402
+
+import npanalytics  # noqa: E402
+from npanalytics.analysis.result import Analysis  # noqa: E402
+from npanalytics.schemas import frame_from_records  # noqa: E402
+from npanalytics.widgets import (  # noqa: E402
+    AffinityExplorer,
+    OverheadExplorer,
+    SkewExplorer,
+    TroubleshootingExplorer,
+)
+
+WEB = "default/web:http"
+API = "shop/api:grpc"
+T0 = pd.Timestamp("2026-01-01 10:00", tz="UTC")
+
+
+def _skew_rows(spn, source, group, shares, window=pd.NaT):
+    n = len(shares)
+    return [{
+        "service_port_name": spn, "window_start": window, "source": source, "group": group,
+        "backend": f"{group}-{i}", "observed": 100.0 * s, "share": s, "share_ci_low": s - 0.01,
+        "share_ci_high": s + 0.01, "expected_share": 1 / n, "expected_low": 1 / n - 0.05,
+        "expected_high": 1 / n + 0.05,
+    } for i, s in enumerate(shares)]
+
+
+def _summary(spn, source, group, gini, window=pd.NaT):
+    return {"service_port_name": spn, "window_start": window, "source": source, "group": group, "backends": 2,
+            "total": 100.0, "max_mean": 1.2, "cv": 0.2, "gini": gini, "jain": 0.95, "entropy_norm": 0.97,
+            "g_statistic": 3.0, "p_value": 0.08, "model": f"model of {spn} <{source}>"}
+
+
+def _finding(severity, code, service, node, what):
+    return {"severity": severity, "code": code, "service": service, "node": node, "what": what,
+            "evidence": "n=100", "advice": "look"}
+
+
+@pytest.fixture
+def analysis():
+    skew = frame_from_records(
+        _skew_rows(WEB, "conntrack", "pod", [0.5, 0.3, 0.2])
+        + _skew_rows(WEB, "conntrack", "node", [0.8, 0.2])
+        + _skew_rows(WEB, "ground_truth", "pod", [0.34, 0.33, 0.33])
+        + _skew_rows(WEB, "conntrack", "pod", [0.9, 0.05, 0.05], window=T0)
+        + _skew_rows(API, "rules", "zone", [0.6, 0.4]),
+        "skew")
+    summary = frame_from_records([
+        _summary(WEB, "conntrack", "pod", 0.2), _summary(WEB, "conntrack", "node", 0.3),
+        _summary(WEB, "ground_truth", "pod", 0.01), _summary(WEB, "conntrack", "pod", 0.57, window=T0),
+        _summary(API, "rules", "zone", 0.1),
+    ], "skew_summary")
+    findings = frame_from_records([
+        _finding("critical", "no-ready-endpoints", API, None, "api has no ready endpoint"),
+        _finding("warning", "affinity-concentration", WEB, None, "<script>alert(1)</script> one NAT address"),
+        _finding("warning", "conntrack-pressure", None, "node-b", "node-b's table is 90 % full"),
+        _finding("info", "cross-node-hops", WEB, "node-a", "2/3 of connections hop"),
+    ], "findings")
+    node_path = frame_from_records([
+        {"service_port_name": WEB, "entry_node": "node-a", "backend_node": "node-a", "path": "local",
+         "connections": 30, "share": 0.75, "snat_connections": 0},
+        {"service_port_name": WEB, "entry_node": "node-a", "backend_node": "node-b", "path": "forwarded",
+         "connections": 10, "share": 0.25, "snat_connections": 10},
+    ], "node_path")
+    overhead = pd.DataFrame({"proxy_mode": pd.Categorical(["iptables-legacy"] * 2 + ["nftables"] * 2),
+                             "services": [0, 1000] * 2, "p50_us": [20.0, 30.0, 20.0, 20.0],
+                             "p99_us": [40.0, 70.0, 41.0, 41.0]})
+    fit = pd.DataFrame({"proxy_mode": ["iptables-legacy", "nftables"], "statistic": ["p50_us", "p50_us"],
+                        "slope_ns_per_service": [10.0, 0.0], "intercept_us": [20.0, 20.0]})
+    pressure = pd.DataFrame({"node": ["node-a", "node-b"], "entries": [10.0, 900.0],
+                             "max_entries": [1000.0, 1000.0], "forecast_entries": [20.0, 1200.0]})
+    return Analysis(findings=findings, skew=skew, skew_summary=summary,
+                    sections={"node_path": node_path, "overhead": overhead, "overhead_fit": fit,
+                              "conntrack_pressure": pressure},
+                    missing={"affinity": "affinity: collect conntrack -L on each node"})
+
+
+def _bars(explorer):
+    ax = explorer.figure.axes[0]
+    (bars,) = [c for c in ax.containers if isinstance(c, BarContainer) and c.get_label().startswith("observed")]
+    return [round(p.get_height(), 6) for p in bars.patches]
+
+
+def test_skew_explorer_follows_service_source_grouping_and_window(analysis):
+    explorer = SkewExplorer(analysis)
+    assert explorer.dataset.options == ("(given analysis)",) and explorer.dataset.disabled
+    assert explorer.service.options == (WEB, API)
+    explorer.service.value = WEB
+    assert explorer.source.options == ("conntrack", "ground_truth")
+    assert explorer.group.options == ("node", "pod")
+    explorer.group.value = "pod"
+    explorer.source.value = "conntrack"
+    assert [label for label, _ in explorer.window.options] == ["whole recording", "2026-01-01 10:00:00 UTC"]
+    assert _bars(explorer) == [0.5, 0.3, 0.2]
+    assert "Gini 0.200" in explorer.text.value
+    first_png = explorer.image.value
+    explorer.window.value = T0
+    assert _bars(explorer) == [0.9, 0.05, 0.05]
+    assert "Gini 0.570" in explorer.text.value and explorer.image.value != first_png
+    explorer.source.value = "ground_truth"  # has no windows: back to the whole recording
+    assert explorer.window.options == (("whole recording", "whole recording"),)
+    assert _bars(explorer) == [0.34, 0.33, 0.33]
+    lorenz = explorer.figure.axes[1]
+    assert any("Gini 0.010" in line.get_label() for line in lorenz.lines)
+
+
+def test_skew_explorer_lists_the_services_findings_escaped(analysis):
+    explorer = SkewExplorer(analysis)
+    explorer.service.value = WEB
+    table = explorer.table.value
+    assert "affinity-concentration" in table and "cross-node-hops" in table
+    assert "no-ready-endpoints" not in table and "conntrack-pressure" not in table
+    assert "<script>" not in table and "&lt;script&gt;" in table
+    assert "&lt;conntrack&gt;" in explorer.text.value  # label text from the result is escaped too
+    explorer.service.value = API
+    assert "no-ready-endpoints" in explorer.table.value and "affinity" not in explorer.table.value
+    assert _bars(explorer) == [0.6, 0.4] and explorer.group.value == "zone"
+
+
+def test_troubleshooting_explorer_filters_findings(analysis):
+    explorer = TroubleshootingExplorer(analysis)
+    assert len(explorer.rows) == 4 and "4 of 4 findings" in explorer.text.value
+    explorer.severity.value = ("critical", "warning")
+    assert list(explorer.rows["code"]) == ["no-ready-endpoints", "affinity-concentration", "conntrack-pressure"]
+    explorer.node.value = "node-b"
+    assert list(explorer.rows["code"]) == ["conntrack-pressure"]
+    assert "1 of 4 findings" in explorer.text.value and "table is 90 % full" in explorer.table.value
+    explorer.node.value = "(all)"
+    explorer.service.value = WEB
+    assert list(explorer.rows["code"]) == ["affinity-concentration"]
+    ax = explorer.figure.axes[0]
+    (now,) = [c for c in ax.containers if c.get_label() == "entries now"]
+    assert [p.get_width() for p in now.patches] == [10.0, 900.0]
+
+
+def test_affinity_explorer_draws_the_node_path_and_says_what_is_missing(analysis):
+    explorer = AffinityExplorer(analysis)
+    explorer.service.value = WEB
+    ax = explorer.figure.axes[0]
+    assert sorted(line.get_gid() for line in ax.lines) == [
+        "entry_node:node-a -> backend_node:node-a", "entry_node:node-a -> backend_node:node-b"]
+    assert "collect conntrack -L on each node" in explorer.table.value  # affinity is missing
+    assert "affinity-concentration" in explorer.table.value and "no-ready-endpoints" not in explorer.table.value
+    explorer.service.value = API
+    assert len(explorer.figure.axes[0].lines) == 0 and "No NodePort path" in explorer.text.value
+
+
+def test_overhead_explorer_marks_your_service_count_and_published_numbers(analysis):
+    explorer = OverheadExplorer(analysis)
+    assert explorer.statistic.options == ("p50_us", "p99_us")
+
+    def labels():
+        return {line.get_label() for line in explorer.figure.axes[0].lines}
+
+    assert "published iptables" in labels() and not any(lb.startswith("your") for lb in labels())
+    explorer.services.value = 8000
+    marker = [line for line in explorer.figure.axes[0].lines if line.get_label() == "your 8,000 services"]
+    assert list(marker[0].get_xdata()) == [8000, 8000]
+    explorer.published.value = False
+    assert not any(lb.startswith("published") for lb in labels())
+    explorer.statistic.value = "p99_us"
+    (iptables,) = [ln for ln in explorer.figure.axes[0].lines if ln.get_label() == "iptables-legacy"]
+    assert list(iptables.get_ydata()) == [40.0, 70.0]
+    assert "slope_ns_per_service" in explorer.table.value
+
+
+def test_explorers_say_what_a_missing_section_needs():
+    bare = Analysis(missing={"conntrack_pressure": "conntrack pressure: collect `conntrack -S`",
+                             "overhead": "overhead: run the lab sweep"})
+    trouble = TroubleshootingExplorer(bare)
+    assert "collect `conntrack -S`" in trouble.text.value and "0 of 0 findings" in trouble.text.value
+    assert "run the lab sweep" in OverheadExplorer(bare).text.value
+    skew = SkewExplorer(bare)
+    assert skew.service.options == () and "No Service port" in skew.text.value
+
+
+def test_choosing_a_dataset_analyses_it_once(monkeypatch):
+    calls = []
+
+    def fake_analyze(dataset):
+        calls.append(dataset.name)
+        return Analysis(findings=frame_from_records(
+            [_finding("info", "cross-node-hops", None, None, f"from {dataset.name}")], "findings"))
+
+    explorer = TroubleshootingExplorer("node-sample", analyze=fake_analyze)
+    assert set(npanalytics.list_datasets()) <= set(explorer.dataset.options)
+    assert "from node-sample" in explorer.table.value
+    explorer.dataset.value = "etp-local-uneven"
+    assert "from etp-local-uneven" in explorer.table.value
+    explorer.dataset.value = "node-sample"
+    assert calls == ["node-sample", "etp-local-uneven"]
+
+
+def test_widget_holds_the_controls_and_outputs(analysis):
+    explorer = SkewExplorer(analysis)
+    box = explorer.widget
+    controls, image, text, table = box.children
+    assert list(controls.children) == [explorer.dataset, explorer.service, explorer.source, explorer.group,
+                                       explorer.window]
+    assert image is explorer.image and image.value[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (text, table) == (explorer.text, explorer.table)
+    assert np.isfinite(explorer.figure.get_size_inches()).all()
