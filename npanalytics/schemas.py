@@ -552,6 +552,146 @@ _PUBLISHED_LATENCY = FrameSpec(
     ),
 )
 
+# --- Topic sections of the analysis (npanalytics.analysis.affinity, longlived, overhead, pressure) ---
+
+_AFFINITY = FrameSpec(
+    "affinity",
+    "(Service port, client address) as conntrack saw it; the Service port's statistics repeated on each of its rows",
+    (
+        _c("service_port_name", "category", "", "kube-proxy's 'namespace/service:port_name' key"),
+        _c("client", "category", "", "original source address (before any SNAT on the node; a NAT's address for hosts behind it)"),
+        _c("session_affinity", "category", "", "None or ClientIP, from the rules; NA when unknown"),
+        _c("flows", "int64", "flows", "conntrack flows of the client to the Service port"),
+        _c("client_share", "float64", "ratio", "flows / all flows of the Service port"),
+        _c("top_backend", "category", "", "backend (endpoint address) that got most of the client's flows"),
+        _c("top_backend_share", "float64", "ratio", "the client's flows on its top backend / its flows"),
+        _c("backends", "int64", "", "distinct backends the client reached"),
+        _c("nodes", "int64", "", "distinct entry nodes the client came through"),
+        _c("max_backends_per_node", "int64", "", "most distinct backends the client reached through one node"),
+        _c("node_local_affinity", "bool", "", "one backend per node but different backends on different nodes (affinity state is per node)"),
+        _c("snat_ratio", "float64", "ratio", "share of the client's flows whose source was rewritten (the pod sees a node address)"),
+        _c("service_clients", "int64", "", "client addresses of the Service port"),
+        _c("effective_clients", "float64", "", "exp(entropy of the client shares): equally busy clients giving the same entropy"),
+        _c("service_backends", "int64", "", "backends the Service port could use (in the rules, else observed)"),
+        _c("backend_cv", "float64", "ratio", "observed coefficient of variation of the backend loads (NaN without flows)"),
+        _c("no_affinity_cv", "float64", "ratio", "CV expected when every flow picks a backend uniformly: sqrt((k-1)/N)"),
+        _c("affinity_cv", "float64", "ratio", "CV expected when every client picks a backend uniformly: sqrt((k-1) sum x_c^2)/N"),
+        _c("p_value", "float64", "", "G-test of the backend counts against the rules' probabilities; NaN when an expected count < 5 or no model"),
+    ),
+)
+
+_LONG_LIVED = FrameSpec(
+    "long_lived",
+    "(Service port, source, window, backend): connections against the load they carried",
+    (
+        _c("service_port_name", "category", "", "kube-proxy's 'namespace/service:port_name' key; NA when the source cannot tell"),
+        _c("source", "category", "", "conntrack (bytes of accounted entries) or ground_truth (requests the pods counted)"),
+        _c("window", "category", "", "'snapshot' (the conntrack table), 'whole recording', or 'since event k' (ground truth after the k-th change)"),
+        _c("group", "category", "", "what a backend is: endpoint (address) or pod"),
+        _c("backend", "category", "", "endpoint address or pod name"),
+        _c("connections", "int64", "connections", "connections (conntrack entries, or TCP connections the pod accepted)"),
+        _c("connection_share", "float64", "ratio", "connections / all connections of the group (0 when none)"),
+        _c("load", "float64", "", "bytes (both directions) for conntrack, requests for ground truth; NaN without accounting"),
+        _c("load_unit", "category", "", "bytes or requests"),
+        _c("load_share", "float64", "ratio", "load / all load of the group (NaN without accounting)"),
+        _c("packets", "Int64", "packets", "packets (both directions) of the conntrack entries; NA for ground truth or without accounting"),
+        _c("load_per_connection", "float64", "", "load / connections (NaN without connections)"),
+        _c("age_seconds_mean", "float64", "s", "mean age of the entries (conntrack delta-time); NaN when not recorded"),
+        _c("expected_share", "float64", "ratio", "share the rules give a new connection (1/backends when unknown)"),
+        _c("starved", "bool", "", "load_share < STARVED_FRACTION x expected_share although the backend is usable"),
+    ),
+)
+
+_OVERHEAD_COLUMNS = tuple(
+    _c(f"{s}_{name}", "float64", unit, f"{s} fit of the mode, repeated on its rows: {meaning}")
+    for s in ("p50", "p99")
+    for name, unit, meaning in (
+        ("slope_ns_per_service", "ns/service", "slope"),
+        ("slope_ci_low", "ns/service", "lower end of the slope's 95 % interval"),
+        ("slope_ci_high", "ns/service", "upper end of the slope's 95 % interval"),
+        ("intercept_us", "µs", "intercept"),
+        ("r_squared", "ratio", "R²"),
+    )
+)
+
+_OVERHEAD = FrameSpec(
+    "overhead",
+    "(proxy mode, Service count) step of a sweep: connect-time percentiles and rule load, with the mode's fits",
+    (
+        _c("proxy_mode", "category", "", "iptables-legacy, iptables-nft or nftables"),
+        _c("services", "int64", "services", "Service ports programmed"),
+        _c("attempts", "int64", "connections", "connection attempts"),
+        _c("failures", "int64", "connections", "attempts that failed"),
+        _c("p50_us", "float64", "µs", "median connect time of the successful attempts"),
+        _c("p90_us", "float64", "µs", "90th percentile connect time"),
+        _c("p99_us", "float64", "µs", "99th percentile connect time"),
+        _c("load_seconds", "float64", "s", "rule-load time of the step (mean of its loads; NaN without one)"),
+        _c("rules", "Int64", "rules", "rules loaded; NA without a load"),
+        *_OVERHEAD_COLUMNS,
+    ),
+)
+
+_OVERHEAD_FIT = FrameSpec(
+    "overhead_fit",
+    "(proxy mode, statistic): least-squares line of a connect-time percentile against the Service count",
+    (
+        _c("proxy_mode", "category", "", "iptables-legacy, iptables-nft or nftables"),
+        _c("statistic", "category", "", "the fitted column of the overhead frame (p50_us, p99_us, ...)"),
+        _c("points", "int64", "", "steps fitted"),
+        _c("slope_ns_per_service", "float64", "ns/service", "added connect time per Service port; NaN with < 2 points"),
+        _c("slope_ci_low", "float64", "ns/service", "lower end of the slope's interval (t, points-2 dof); NaN with < 3 points"),
+        _c("slope_ci_high", "float64", "ns/service", "upper end of that interval"),
+        _c("intercept_us", "float64", "µs", "connect time at 0 Service ports"),
+        _c("r_squared", "float64", "ratio", "R²; NaN when the statistic is constant or with < 2 points"),
+    ),
+)
+
+_CONTROL_PLANE = FrameSpec(
+    "control_plane",
+    "(node, proxy mode): rule loads (syncs) against rule count, rule growth, network programming latency",
+    (
+        _c("node", "category", "", "node the rules were loaded on"),
+        _c("proxy_mode", "category", "", "iptables-legacy, iptables-nft, nftables, ..."),
+        _c("loads", "int64", "", "rule loads (syncs) recorded"),
+        _c("services", "int64", "services", "Service ports in the largest load"),
+        _c("rules", "int64", "rules", "rules in the largest load"),
+        _c("endpoints", "Int64", "endpoints", "endpoints in the node's rules (proxy_endpoints); NA when not dumped"),
+        _c("load_seconds_median", "float64", "s", "median load (sync) time"),
+        _c("load_seconds_max", "float64", "s", "longest load (sync) time"),
+        _c("seconds_per_1000_rules", "float64", "s", "slope of load time against rules x 1000 (>= 2 distinct rule counts), else load time / rules x 1000"),
+        _c("rules_per_service", "float64", "rules/service", "slope of rules against Service ports (>= 2 distinct counts), else rules / Service ports; NaN without Services"),
+        _c("rules_per_endpoint", "float64", "rules/endpoint", "rules / endpoints of the largest load; NaN without endpoints"),
+        _c("programming_p50_seconds", "float64", "s", "median kubeproxy_network_programming_duration_seconds; NaN without metrics"),
+        _c("programming_p90_seconds", "float64", "s", "90th percentile of it"),
+        _c("programming_p99_seconds", "float64", "s", "99th percentile of it (perf-tests' SLO: <= 30 s)"),
+    ),
+)
+
+_CONNTRACK_PRESSURE = FrameSpec(
+    "conntrack_pressure",
+    "node: conntrack entries against the table's maximum, drops, state mix and a steady-state forecast",
+    (
+        _c("node", "category", "", "node; NA for a single unnamed node"),
+        _c("cpus", "Int64", "", "CPUs (rows of conntrack -S); NA without stats"),
+        _c("entries", "int64", "entries", "entries in the table (stats 'entries' when present, else the flows dumped)"),
+        _c("max_entries", "int64", "entries", "nf_conntrack_max (given, else kube-proxy's default max(32768 x CPUs, 131072))"),
+        _c("max_entries_source", "str", "", "where max_entries comes from"),
+        _c("fill_ratio", "float64", "ratio", "entries / max_entries"),
+        _c("insert_failed", "Int64", "events", "inserts that failed, summed over CPUs; NA without stats"),
+        _c("drop", "Int64", "events", "packets dropped for want of an entry, summed over CPUs; NA without stats"),
+        _c("early_drop", "Int64", "events", "entries evicted from a full table, summed over CPUs; NA without stats"),
+        _c("established", "int64", "entries", "TCP entries in ESTABLISHED"),
+        _c("time_wait", "int64", "entries", "TCP entries in TIME_WAIT"),
+        _c("close_wait", "int64", "entries", "TCP entries in CLOSE_WAIT"),
+        _c("other_tcp", "int64", "entries", "TCP entries in other states"),
+        _c("udp", "int64", "entries", "UDP entries"),
+        _c("other", "int64", "entries", "entries of other protocols"),
+        _c("new_connections_per_second", "float64", "connections/s", "connection rate (given, else TIME_WAIT entries / their observed age span)"),
+        _c("forecast_entries", "float64", "entries", "steady state by Little's law per state (rate x state timeout) at that rate"),
+        _c("forecast_ratio", "float64", "ratio", "forecast_entries / max_entries"),
+    ),
+)
+
 SCHEMAS: dict[str, FrameSpec] = {
     spec.kind: spec
     for spec in (
@@ -577,6 +717,12 @@ SCHEMAS: dict[str, FrameSpec] = {
         _NODE_PATH,
         _ENDPOINT_SELECTION,
         _EXPECTED_SHARES,
+        _AFFINITY,
+        _LONG_LIVED,
+        _OVERHEAD,
+        _OVERHEAD_FIT,
+        _CONTROL_PLANE,
+        _CONNTRACK_PRESSURE,
     )
 }
 """Every frame kind npanalytics knows, by kind name."""
