@@ -7,6 +7,9 @@ inspect
     kube-proxy rules and the flows conntrack shows it received. With no
     arguments it reads the bundled default dataset; with ``--rules`` and
     ``--conntrack`` it reads your own dumps of one node.
+report
+    Write the HTML/JSON/Markdown report of a dataset or of live sources, with an
+    exit status for scheduled runs (see :mod:`npanalytics.report.cli`).
 lab
     Build, run, record and tear down the network-namespace lab (root only).
 """
@@ -126,6 +129,9 @@ def _build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"npanalytics {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_inspect(sub)
+    from .report.cli import register as register_report
+
+    register_report(sub)
     try:
         from .lab.cli import register as register_lab
     except ImportError:  # the lab's optional dependencies are missing
