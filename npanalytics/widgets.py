@@ -361,10 +361,10 @@ class OverheadExplorer(_Explorer):
         return [self.dataset, self.statistic, self.services, self.published]
 
     def _fill_controls(self) -> None:
+        from .plotting.overhead import STATISTICS
+
         overhead = self.analysis.sections.get("overhead")
-        columns = [] if overhead is None else [c for c in overhead.columns if c.startswith("p") and "_" in c
-                                               and c.split("_")[0][1:].isdigit()]
-        _set_options(self.statistic, columns)
+        _set_options(self.statistic, [] if overhead is None else list(STATISTICS))
 
     def _draw(self, figure: Figure) -> tuple[str, str]:
         from .analysis.published import KEP3866_SOURCE, kep3866_first_packet

@@ -229,11 +229,14 @@ def sweep_summary():
     rows = []
     for mode, slope in (("iptables-legacy", 10.0), ("nftables", 0.0)):
         for n in (0, 1000, 2000):
-            rows.append({"proxy_mode": mode, "services": n, "p50_us": 20 + slope * n / 1e3})
-    summary = pd.DataFrame(rows).astype({"proxy_mode": "category"})
-    fit = pd.DataFrame({"proxy_mode": ["iptables-legacy", "nftables", "nftables"],
-                        "statistic": ["p50_us", "p50_us", "p99_us"],
-                        "slope_ns_per_service": [10.0, 0.0, 5.0], "intercept_us": [20.0, 20.0, 1.0]})
+            rows.append({"proxy_mode": mode, "services": n, "attempts": 10, "failures": 0,
+                         "p50_us": 20 + slope * n / 1e3, "p90_us": 30.0, "p99_us": 40.0})
+    summary = frame_from_records(rows, "overhead")
+    fit = frame_from_records([
+        {"proxy_mode": mode, "statistic": stat, "points": 3, "slope_ns_per_service": slope, "intercept_us": b}
+        for mode, stat, slope, b in (("iptables-legacy", "p50_us", 10.0, 20.0), ("nftables", "p50_us", 0.0, 20.0),
+                                     ("nftables", "p99_us", 5.0, 1.0))
+    ], "overhead_fit")
     return summary, fit
 
 
@@ -290,23 +293,33 @@ def test_overhead_on_the_recorded_sweep():
     assert [label for label in (line.get_label() for line in ax.lines) if label in modes] == modes
     with pytest.raises(ValueError, match="statistic must be one of .*did you mean 'p99_us'"):
         plot_overhead(summary, statistic="p99us")
+    with pytest.raises(npanalytics.SchemaError, match="overhead_fit"):
+        plot_overhead(summary, summary)
 
 
 # -- conntrack pressure ---------------------------------------------------------------------
 
+def pressure_frame():
+    return frame_from_records([
+        {"node": node, "entries": entries, "max_entries": top, "max_entries_source": "kube-proxy default",
+         "fill_ratio": entries / top, "established": 0, "time_wait": entries, "close_wait": 0, "other_tcp": 0,
+         "udp": 0, "other": 0, "new_connections_per_second": 1.0, "forecast_entries": forecast}
+        for node, entries, top, forecast in (("node-b", 100, 262144, 5000.0), ("node-a", 250, 131072, np.nan))
+    ], "conntrack_pressure")
+
+
 def test_conntrack_pressure_bars_forecast_and_maximum():
-    pressure = pd.DataFrame({"node": ["node-b", "node-a"], "entries": [100.0, 250.0],
-                             "max_entries": [262144.0, np.nan], "forecast_entries": [5000.0, np.nan]})
-    ax = plot_conntrack_pressure(pressure)
+    ax = plot_conntrack_pressure(pressure_frame())
     (now,) = by_label(ax, "entries now")
     assert [p.get_width() for p in now.patches] == [250.0, 100.0]  # node-a first
     (forecast,) = by_label(ax, "steady-state forecast")
-    assert [p.get_width() for p in forecast.patches] == [0.0, 5000.0]
+    assert [p.get_width() for p in forecast.patches] == [0.0, 5000.0]  # node-a has no forecast
     (maximum,) = [c for c in ax.collections if c.get_label() == "nf_conntrack_max"]
-    assert [s[0][0] for s in maximum.get_segments()] == [262144.0]  # node-a's unknown maximum is not drawn
+    assert [s[0][0] for s in maximum.get_segments()] == [131072.0, 262144.0]
     assert [t.get_text() for t in ax.get_yticklabels()] == ["node-a", "node-b"]
-    with pytest.raises(ValueError, match=r"no column\(s\) \['max_entries'\]"):
-        plot_conntrack_pressure(pressure.drop(columns=["max_entries"]))
+    assert by_label(plot_conntrack_pressure(pressure_frame(), forecast=False), "steady-state forecast") == []
+    with pytest.raises(npanalytics.SchemaError, match="max_entries"):
+        plot_conntrack_pressure(pressure_frame().drop(columns=["max_entries"]))
 
 
 def test_importing_npanalytics_does_not_import_matplotlib():

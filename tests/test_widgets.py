@@ -73,13 +73,22 @@ def analysis():
         {"service_port_name": WEB, "entry_node": "node-a", "backend_node": "node-b", "path": "forwarded",
          "connections": 10, "share": 0.25, "snat_connections": 10},
     ], "node_path")
-    overhead = pd.DataFrame({"proxy_mode": pd.Categorical(["iptables-legacy"] * 2 + ["nftables"] * 2),
-                             "services": [0, 1000] * 2, "p50_us": [20.0, 30.0, 20.0, 20.0],
-                             "p99_us": [40.0, 70.0, 41.0, 41.0]})
-    fit = pd.DataFrame({"proxy_mode": ["iptables-legacy", "nftables"], "statistic": ["p50_us", "p50_us"],
-                        "slope_ns_per_service": [10.0, 0.0], "intercept_us": [20.0, 20.0]})
-    pressure = pd.DataFrame({"node": ["node-a", "node-b"], "entries": [10.0, 900.0],
-                             "max_entries": [1000.0, 1000.0], "forecast_entries": [20.0, 1200.0]})
+    overhead = frame_from_records([
+        {"proxy_mode": mode, "services": n, "attempts": 10, "failures": 0, "p50_us": p50, "p90_us": p50,
+         "p99_us": p99}
+        for mode, n, p50, p99 in (("iptables-legacy", 0, 20.0, 40.0), ("iptables-legacy", 1000, 30.0, 70.0),
+                                  ("nftables", 0, 20.0, 41.0), ("nftables", 1000, 20.0, 41.0))
+    ], "overhead")
+    fit = frame_from_records([
+        {"proxy_mode": mode, "statistic": "p50_us", "points": 2, "slope_ns_per_service": slope, "intercept_us": 20.0}
+        for mode, slope in (("iptables-legacy", 10.0), ("nftables", 0.0))
+    ], "overhead_fit")
+    pressure = frame_from_records([
+        {"node": node, "entries": entries, "max_entries": 1000, "max_entries_source": "given",
+         "fill_ratio": entries / 1000, "established": 0, "time_wait": entries, "close_wait": 0, "other_tcp": 0,
+         "udp": 0, "other": 0, "new_connections_per_second": 1.0, "forecast_entries": forecast}
+        for node, entries, forecast in (("node-a", 10, 20.0), ("node-b", 900, 1200.0))
+    ], "conntrack_pressure")
     return Analysis(findings=findings, skew=skew, skew_summary=summary,
                     sections={"node_path": node_path, "overhead": overhead, "overhead_fit": fit,
                               "conntrack_pressure": pressure},
@@ -158,7 +167,7 @@ def test_affinity_explorer_draws_the_node_path_and_says_what_is_missing(analysis
 
 def test_overhead_explorer_marks_your_service_count_and_published_numbers(analysis):
     explorer = OverheadExplorer(analysis)
-    assert explorer.statistic.options == ("p50_us", "p99_us")
+    assert explorer.statistic.options == ("p50_us", "p90_us", "p99_us")
 
     def labels():
         return {line.get_label() for line in explorer.figure.axes[0].lines}

@@ -12,27 +12,16 @@ from ._common import axes, check_option
 
 __all__ = ["plot_overhead"]
 
-_SCALE = {"_us": 1.0, "_seconds": 1e6}
-"""Factor to microseconds by column suffix."""
+STATISTICS = ("p50_us", "p90_us", "p99_us")
+"""The connect-time columns of an ``overhead`` frame (µs)."""
 
 
-def _to_us(column: str) -> float:
-    for suffix, factor in _SCALE.items():
-        if column.endswith(suffix):
-            return factor
-    raise ValueError(f"plot_overhead: {column!r} has no time unit suffix (_us or _seconds)")
-
-
-def _quantile(statistic: str) -> float:
-    digits = statistic.split("_")[0].lstrip("p")
-    if not digits.isdigit():
-        raise ValueError(f"plot_overhead: cannot tell the quantile of {statistic!r} (expected p<NN>_...)")
-    return int(digits) / 10 ** len(digits)
+_QUANTILES = {"p50_us": 0.50, "p90_us": 0.90, "p99_us": 0.99}
 
 
 def _published(ax: Any, published: pd.DataFrame, statistic: str) -> None:
     validate_frame(published, "published_latency")
-    rows = published[np.isclose(published["quantile"], _quantile(statistic))]
+    rows = published[np.isclose(published["quantile"], _QUANTILES[statistic])]
     for (mode, bound), part in rows.groupby([rows["proxy_mode"].astype("str"), rows["upper_bound"]], sort=True):
         ax.plot(part["services"], part["rtt_seconds"] * 1e6, linestyle="none", color="black",
                 marker="v" if bound else "x", markersize=8,
@@ -53,12 +42,12 @@ def plot_overhead(
     Parameters
     ----------
     overhead : pandas.DataFrame
-        One row per (``proxy_mode``, ``services``) step with the ``statistic``
-        column (``Analysis.sections["overhead"]``, as made by the sweep summary).
+        Kind ``overhead`` (``Analysis.sections["overhead"]``): one row per
+        (``proxy_mode``, ``services``) step.
     fit : pandas.DataFrame, optional
-        One row per (``proxy_mode``, ``statistic``) with ``slope_ns_per_service``
-        and ``intercept_us`` (``Analysis.sections["overhead_fit"]``): drawn as a
-        dashed line per mode over the plotted range and up to ``services``.
+        Kind ``overhead_fit`` (``Analysis.sections["overhead_fit"]``): the rows
+        of ``statistic`` are drawn as a dashed line per mode from 0 to the
+        largest Service count (or ``services``).
     services : int, optional
         The user's Service count: a vertical line labelled ``"your N services"``.
     statistic : str
@@ -77,20 +66,19 @@ def plot_overhead(
     matplotlib.axes.Axes
         Lines labelled ``"<mode>"`` (measured) and ``"<mode> fit (<slope> ns/service)"``.
     """
-    for column in ("proxy_mode", "services"):
-        if column not in overhead.columns:
-            raise ValueError(f"plot_overhead: overhead has no {column!r} column; columns: {list(overhead.columns)}")
-    check_option("statistic", statistic, [c for c in overhead.columns if c.endswith(tuple(_SCALE))])
-    factor = _to_us(statistic)
+    validate_frame(overhead, "overhead")
+    if fit is not None:
+        validate_frame(fit, "overhead_fit")
+    check_option("statistic", statistic, STATISTICS)
     ax = axes(ax)
     x_max = float(max(overhead["services"].max() if len(overhead) else 0, services or 0))
     colors: dict[str, str] = {}
     for mode, part in overhead.groupby(overhead["proxy_mode"].astype("str"), sort=True):
         part = part.sort_values("services")
-        (line,) = ax.plot(part["services"], part[statistic] * factor, marker="o", label=mode)
+        (line,) = ax.plot(part["services"], part[statistic], marker="o", label=mode)
         colors[mode] = line.get_color()
-    if fit is not None and len(fit):
-        rows = fit[fit["statistic"].astype("str") == statistic] if "statistic" in fit.columns else fit
+    if fit is not None:
+        rows = fit[fit["statistic"].astype("str") == statistic]
         for row in rows.itertuples(index=False):
             if pd.isna(row.slope_ns_per_service) or pd.isna(row.intercept_us):
                 continue
