@@ -418,6 +418,58 @@ _PROM_SAMPLES = FrameSpec(
     ),
 )
 
+# kube-proxy's own metrics (collectors.kube_proxy), per node and time.
+_PROXY_LATENCY = FrameSpec(
+    "proxy_latency",
+    "kube-proxy histogram (sync, sync_full, sync_partial or network_programming) of one node (or all) at one time",
+    (
+        _c("timestamp", "datetime64[ns, UTC]", "", "end of the window (sample or evaluation time)"),
+        _c("node", "category", "", "node (its kube-proxy's node or instance label); NA for the cluster-wide aggregate"),
+        _c("metric", "category", "", "sync, sync_full, sync_partial or network_programming"),
+        _c("window_seconds", "float64", "s", "rate window; NaN when cumulative since kube-proxy started"),
+        _c("observations", "float64", "events", "observations in the window (or since start)"),
+        _c("per_second", "float64", "events/s", "observations per second in the window; NaN when cumulative"),
+        _c("mean_seconds", "float64", "s", "mean duration (sum / count)"),
+        _c("p50_seconds", "float64", "s", "median, histogram_quantile as Prometheus interpolates it"),
+        _c("p90_seconds", "float64", "s", "90th percentile"),
+        _c("p99_seconds", "float64", "s", "99th percentile"),
+    ),
+)
+
+_PROXY_RULE_COUNTS = FrameSpec(
+    "proxy_rule_counts",
+    "rule table of one node's kube-proxy at one time (kubeproxy_sync_proxy_rules_iptables_total)",
+    (
+        _c("timestamp", "datetime64[ns, UTC]", "", "sample time"),
+        _c("node", "category", "", "node; NA when no label names it"),
+        _c("table", "category", "", "iptables table (filter, nat)"),
+        _c("ip_family", "category", "", "IPv4 or IPv6 (kube-proxy 1.33+); NA before"),
+        _c("rules", "int64", "rules", "rules kube-proxy owns in the table"),
+        _c("rules_last", "Int64", "rules", "rules written by the last restore; NA when not exported"),
+    ),
+)
+
+_PROXY_STATUS = FrameSpec(
+    "proxy_status",
+    "one node's kube-proxy at one time: mode, changes, failures",
+    (
+        _c("timestamp", "datetime64[ns, UTC]", "", "sample time"),
+        _c("node", "category", "", "node; NA when no label names it"),
+        _c("proxy_mode", "category", "", "iptables, nftables or ipvs as told by the metric families; NA when it cannot be told"),
+        _c("endpoint_changes_total", "Int64", "changes", "endpoint changes seen (counter)"),
+        _c("service_changes_total", "Int64", "changes", "Service changes seen (counter)"),
+        _c("endpoint_changes_per_second", "float64", "changes/s", "increase of endpoint changes over the window / its span; NaN without a window"),
+        _c("service_changes_per_second", "float64", "changes/s", "the same for Service changes"),
+        _c("endpoint_changes_pending", "Int64", "changes", "endpoint changes not yet synced"),
+        _c("service_changes_pending", "Int64", "changes", "Service changes not yet synced"),
+        _c("no_local_endpoints_internal", "Int64", "services", "Services with internalTrafficPolicy Local and no local endpoint"),
+        _c("no_local_endpoints_external", "Int64", "services", "Services with externalTrafficPolicy Local and no local endpoint"),
+        _c("sync_failures_total", "Int64", "failures", "iptables-restore failures (iptables, ipvs) or nftables sync failures"),
+        _c("partial_restore_failures_total", "Int64", "failures", "partial iptables-restore failures; NA outside iptables mode"),
+        _c("last_sync_timestamp", "datetime64[ns, UTC]", "", "last successful sync; NaT when not exported"),
+    ),
+)
+
 # --- Analysis ------------------------------------------------------------------------------
 
 _FINDINGS = FrameSpec(
@@ -709,6 +761,9 @@ SCHEMAS: dict[str, FrameSpec] = {
         _K8S_NODES,
         _ENDPOINT_CHURN,
         _PROM_SAMPLES,
+        _PROXY_LATENCY,
+        _PROXY_RULE_COUNTS,
+        _PROXY_STATUS,
         _FINDINGS,
         _SKEW,
         _SKEW_SUMMARY,
