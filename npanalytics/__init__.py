@@ -26,6 +26,9 @@ from .collectors import (
     read_nft_ruleset,
     read_proxy_rules,
 )
+from .collectors import get_kube_proxy, get_kube_state, kube_proxy_frames, kube_state_frames, read_metrics_text
+
+from .collectors import EndpointSnapshot, get_endpoint_snapshot, read_k8s_objects, watch_endpoints
 from .datasets import Dataset, list_datasets, load_dataset
 from .schemas import SCHEMAS, validate_frame
 
@@ -51,6 +54,15 @@ __all__ = [
     "read_ipvsadm",
     "read_nft_ruleset",
     "read_proxy_rules",
+    "read_metrics_text",
+    "get_kube_state",
+    "get_kube_proxy",
+    "kube_state_frames",
+    "kube_proxy_frames",
+    "EndpointSnapshot",
+    "get_endpoint_snapshot",
+    "read_k8s_objects",
+    "watch_endpoints",
     "Dataset",
     "list_datasets",
     "load_dataset",
