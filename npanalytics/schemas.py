@@ -698,6 +698,20 @@ _OVERHEAD_FIT = FrameSpec(
     ),
 )
 
+_OVERHEAD_EXTRAPOLATION = FrameSpec(
+    "overhead_extrapolation",
+    "proxy mode: the connect time a sweep's fit predicts it adds at a cluster's Service count",
+    (
+        _c("proxy_mode", "category", "", "iptables-legacy, iptables-nft or nftables"),
+        _c("statistic", "category", "", "the fitted percentile (p50_us, ...)"),
+        _c("services", "int64", "services", "Service ports extrapolated to"),
+        _c("added_us", "float64", "µs", "slope x services: the time added to a new connection's first packet"),
+        _c("added_ci_low_us", "float64", "µs", "lower end, from the slope's interval (NaN without one)"),
+        _c("added_ci_high_us", "float64", "µs", "upper end"),
+        _c("negligible", "bool", "", "below NEGLIGIBLE_ADDED_SECONDS or the interval covers 0"),
+    ),
+)
+
 _CONTROL_PLANE = FrameSpec(
     "control_plane",
     "(node, proxy mode): rule loads (syncs) against rule count, rule growth, network programming latency",
@@ -776,6 +790,7 @@ SCHEMAS: dict[str, FrameSpec] = {
         _LONG_LIVED,
         _OVERHEAD,
         _OVERHEAD_FIT,
+        _OVERHEAD_EXTRAPOLATION,
         _CONTROL_PLANE,
         _CONNTRACK_PRESSURE,
     )
