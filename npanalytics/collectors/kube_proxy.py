@@ -1,0 +1,498 @@
+"""kube-proxy's ``kubeproxy_*`` metrics into sync, rule-count and status frames.
+
+:func:`kube_proxy_frames` is a pure function of a ``prom_samples`` frame (scrapes
+read with :func:`~npanalytics.collectors.metrics_text.read_metrics_text`, a
+backfill file, or raw range-query results); :func:`get_kube_proxy` asks
+Prometheus, computing the quantiles in PromQL. Metric names and labels: KUBE_FACTS §3.
+
+Quantiles follow Kubernetes' perf-tests and Prometheus: ``histogram_quantile(q,
+sum by (node, le) (rate(<family>_bucket[5m])))`` per node, and for the network
+programming latency also cluster-wide (``sum by (le)``, ``node`` NA). On samples,
+the 5-minute rate is replaced by the increase of each bucket over the samples in
+the window (counter resets handled as Prometheus does); a quantile is the same
+for a rate and an increase, but Prometheus's ``rate`` also extrapolates to the
+window's edges (per series), so ``per_second`` here is the plain increase over
+the time between the first and last sample of the window and can differ from
+Prometheus's ``rate`` by that extrapolation. :func:`histogram_quantile` is
+Prometheus's own interpolation (``promql/quantile.go``, ``bucketQuantile``).
+
+Proxy mode per node (``proxy_mode``), from which families exist (KUBE_FACTS §3,
+families per mode): ``nftables`` when ``kubeproxy_sync_proxy_rules_nftables_*``
+exists; ``iptables`` with the iptables-only families (rule counts, full/partial
+sync histograms, partial-restore failures); ``ipvs`` when only
+``..._iptables_restore_failures_total`` is there; NA otherwise (kube-proxy
+1.33+ shows a labelled series only once it was set, so an IPVS proxy without
+restore failures cannot be told apart).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..schemas import empty_frame, frame_from_records, schema_table, validate_frame
+
+__all__ = [
+    "KubeProxy",
+    "QUANTILES",
+    "WINDOW",
+    "SYNC_FAMILIES",
+    "PROGRAMMING_FAMILY",
+    "histogram_quantile",
+    "kube_proxy_frames",
+    "get_kube_proxy",
+]
+
+#: Quantiles reported (as the ``p50_seconds``, ``p90_seconds``, ``p99_seconds`` columns).
+QUANTILES = (0.5, 0.9, 0.99)
+#: The rate window of perf-tests and the usual kube-proxy dashboards.
+WINDOW = pd.Timedelta(minutes=5)
+#: Sync histograms, by the ``metric`` value they get.
+SYNC_FAMILIES = {
+    "sync": "kubeproxy_sync_proxy_rules_duration_seconds",
+    "sync_full": "kubeproxy_sync_full_proxy_rules_duration_seconds",
+    "sync_partial": "kubeproxy_sync_partial_proxy_rules_duration_seconds",
+}
+#: The network programming latency histogram.
+PROGRAMMING_FAMILY = "kubeproxy_network_programming_duration_seconds"
+_HISTOGRAMS = {**SYNC_FAMILIES, "network_programming": PROGRAMMING_FAMILY}
+_P = "kubeproxy_sync_proxy_rules_"
+_RULES, _RULES_LAST = _P + "iptables_total", _P + "iptables_last"
+_NFT_FAMILIES = (_P + "nftables_sync_failures_total", _P + "nftables_cleanup_failures_total")
+_IPTABLES_ONLY = (_RULES, _RULES_LAST, _P + "iptables_partial_restore_failures_total",
+                  SYNC_FAMILIES["sync_full"] + "_count", SYNC_FAMILIES["sync_partial"] + "_count")
+_RESTORE_FAILURES = _P + "iptables_restore_failures_total"
+_NODE_LABELS = ("node", "instance")
+
+
+@dataclasses.dataclass
+class KubeProxy:
+    """kube-proxy's metrics as frames.
+
+    Attributes
+    ----------
+    latency : pandas.DataFrame
+        Kind ``proxy_latency``: sync durations (all, full, partial) and network
+        programming latency per node and time (p50/p90/p99, rate, mean).
+    rule_counts : pandas.DataFrame
+        Kind ``proxy_rule_counts``: rules per table (iptables mode).
+    status : pandas.DataFrame
+        Kind ``proxy_status``: mode, change counters and rates, pending changes,
+        no-local-endpoints, failures, last sync.
+    notes : list of str
+        What was found (node label, window, missing families).
+    """
+
+    latency: pd.DataFrame
+    rule_counts: pd.DataFrame
+    status: pd.DataFrame
+    notes: list[str] = dataclasses.field(default_factory=list)
+
+    @property
+    def frames(self) -> dict[str, pd.DataFrame]:
+        """The three frames by name."""
+        return {"latency": self.latency, "rule_counts": self.rule_counts, "status": self.status}
+
+    def __getitem__(self, name: str) -> pd.DataFrame:
+        return self.frames[name]
+
+
+# -- histogram_quantile ---------------------------------------------------------------------
+
+
+def histogram_quantile(buckets: Iterable[tuple[float, float]], q: float) -> float:
+    """The ``q`` quantile of a classic histogram, interpolated as Prometheus does.
+
+    Parameters
+    ----------
+    buckets : iterable of (upper_bound, cumulative_count)
+        The ``le`` bounds (floats, ``inf`` for ``+Inf``) and their cumulative
+        counts (or rates, or increases), in any order.
+    q : float
+        Quantile, 0..1.
+
+    Returns
+    -------
+    float
+        As PromQL's ``histogram_quantile``: NaN without a ``+Inf`` bucket, with
+        fewer than two buckets or no observations; ``-inf``/``+inf`` for q < 0 /
+        q > 1; the upper bound of the last finite bucket when the rank falls in
+        the ``+Inf`` bucket; the first bound when it is <= 0 and the rank falls
+        in it; otherwise linear interpolation inside the bucket (from 0 for the
+        first bucket). Equal bounds are merged and decreasing counts made
+        monotonic first, as Prometheus does.
+    """
+    if math.isnan(q):
+        return math.nan
+    if q < 0:
+        return -math.inf
+    if q > 1:
+        return math.inf
+    merged: dict[float, float] = {}
+    for bound, count in buckets:
+        merged[float(bound)] = merged.get(float(bound), 0.0) + float(count)
+    pairs = sorted(merged.items())
+    if len(pairs) < 2 or not math.isinf(pairs[-1][0]) or pairs[-1][0] < 0:
+        return math.nan
+    bounds = [b for b, _ in pairs]
+    counts, highest = [], -math.inf
+    for _, count in pairs:  # ensureMonotonic
+        highest = max(highest, count)
+        counts.append(highest)
+    observations = counts[-1]
+    if observations == 0 or math.isnan(observations):
+        return math.nan
+    rank = q * observations
+    b = next(i for i, c in enumerate(counts) if c >= rank)  # sort.Search: first count >= rank
+    if b == len(counts) - 1:
+        return bounds[-2]
+    if b == 0 and bounds[0] <= 0:
+        return bounds[0]
+    start, end, count = 0.0, bounds[b], counts[b]
+    if b > 0:
+        start = bounds[b - 1]
+        count -= counts[b - 1]
+        rank -= counts[b - 1]
+    return start + (end - start) * (rank / count)
+
+
+# -- from samples ---------------------------------------------------------------------------
+
+
+def _increase(values: np.ndarray) -> np.ndarray:
+    """Increase along axis 0 with counter resets (a drop means the counter restarted from 0)."""
+    if len(values) < 2:
+        return np.full(values.shape[1:], np.nan)
+    diff = np.diff(values, axis=0)
+    return np.where(diff < 0, values[1:], diff).sum(axis=0)
+
+
+def _node_column(rows: pd.DataFrame, node: str | None, notes: list[str]) -> pd.Series:
+    if node is not None:
+        return pd.Series(node, index=rows.index, dtype="object")
+    for label in _NODE_LABELS:
+        if label in rows and rows[label].notna().all():
+            notes.append(f"node from the {label!r} label")
+            return rows[label].astype("object")
+    notes.append("no node or instance label on every kubeproxy series: node is NA (pass node=)")
+    return pd.Series(None, index=rows.index, dtype="object")
+
+
+class _Data:
+    """kubeproxy_* samples with a node column, as plain arrays per (metric, node)."""
+
+    def __init__(self, samples: pd.DataFrame, node: str | None, notes: list[str]) -> None:
+        names = samples["__name__"].astype("object") if "__name__" in samples else pd.Series([], dtype=object)
+        rows = samples[names.str.startswith("kubeproxy_", na=False)]
+        self.rows = rows.assign(_node=_node_column(rows, node, notes), _name=rows["__name__"].astype("object"))
+        self.names = set(self.rows["_name"])
+        self.nodes = sorted({n for n in self.rows["_node"] if n is not None}, key=str) or (
+            [None] if len(self.rows) else [])
+
+    def of(self, name: str, node: Any) -> pd.DataFrame:
+        rows = self.rows[self.rows["_name"] == name]
+        return rows[rows["_node"].isna()] if node is None else rows[rows["_node"] == node]
+
+
+def _window_starts(times: np.ndarray, window_ns: int | None) -> np.ndarray:
+    if window_ns is None:
+        return np.arange(len(times))  # cumulative: each point on its own
+    return np.searchsorted(times, times - window_ns, side="left")  # [t - window, t], as Prometheus 2.x
+
+
+def _histogram_matrix(data: _Data, family: str, node: Any) -> tuple[np.ndarray, list[float], pd.DataFrame]:
+    """Times, le bounds and a (time x bucket) matrix summed over the other labels (sum by node, le)."""
+    rows = data.of(family + "_bucket", node)
+    if rows.empty:
+        return np.array([], dtype="int64"), [], pd.DataFrame()
+    le = rows["le"].astype("object").map(lambda v: float(str(v).replace("Inf", "inf")))
+    table = rows.assign(_le=le).pivot_table(index="timestamp", columns="_le", values="value", aggfunc="sum",
+                                            observed=True)
+    extra = {}
+    for suffix in ("_count", "_sum"):
+        part = data.of(family + suffix, node)
+        extra[suffix] = part.groupby("timestamp", observed=True)["value"].sum() if len(part) else None
+    totals = pd.DataFrame({k: v for k, v in extra.items() if v is not None}).reindex(table.index)
+    return table.index.to_numpy(), list(table.columns), pd.concat([table, totals], axis=1)
+
+
+def _latency_rows(data: _Data, window_ns: int | None) -> list[dict[str, Any]]:
+    records = []
+    cluster: dict[pd.Timestamp, dict[float, float]] = {}
+    for metric, family in _HISTOGRAMS.items():
+        for node in data.nodes:
+            times, bounds, table = _histogram_matrix(data, family, node)
+            if not len(times):
+                continue
+            buckets = table[bounds].to_numpy(dtype="float64")
+            count = table["_count"].to_numpy(dtype="float64") if "_count" in table else buckets[:, -1]
+            total = table["_sum"].to_numpy(dtype="float64") if "_sum" in table else np.full(len(times), np.nan)
+            starts = _window_starts(pd.DatetimeIndex(times).as_unit("ns").asi8, window_ns)
+            for i, j in enumerate(starts):
+                if window_ns is None:
+                    inc, n, s, span = buckets[i], count[i], total[i], math.nan
+                else:
+                    inc = _increase(buckets[j:i + 1])
+                    n, s = _increase(count[j:i + 1, None])[0], _increase(total[j:i + 1, None])[0]
+                    span = (times[i] - times[j]) / pd.Timedelta(seconds=1)
+                vector = list(zip(bounds, inc))
+                records.append(_latency_record(times[i], node, metric, vector, n, s, span, window_ns))
+                if metric == "network_programming" and not np.isnan(inc).any():
+                    point = cluster.setdefault(pd.Timestamp(times[i]), {})
+                    for bound, value in vector:
+                        point[bound] = point.get(bound, 0.0) + value
+    if len(data.nodes) > 1:
+        for time in sorted(cluster):
+            vector = sorted(cluster[time].items())
+            observations = vector[-1][1] if vector else math.nan
+            records.append(_latency_record(time, None, "network_programming", vector, observations, math.nan,
+                                           math.nan, window_ns))
+    return records
+
+
+def _latency_record(time: Any, node: Any, metric: str, vector: Sequence[tuple[float, float]], count: float,
+                    total: float, span: float, window_ns: int | None) -> dict[str, Any]:
+    record = {
+        "timestamp": pd.Timestamp(time), "node": node, "metric": metric,
+        "window_seconds": math.nan if window_ns is None else window_ns / 1e9,
+        "observations": float(count),
+        "per_second": float(count) / span if span and span > 0 else math.nan,
+        "mean_seconds": float(total) / float(count) if count and count > 0 else math.nan,
+    }
+    known = bool(vector) and not any(math.isnan(v) for _, v in vector)
+    for q in QUANTILES:
+        record[_quantile_column(q)] = histogram_quantile(vector, q) if known else math.nan
+    return record
+
+
+def _quantile_column(q: float) -> str:
+    return f"p{round(q * 100):d}_seconds"
+
+
+def _mode(names: set[str]) -> str | None:
+    if any(n in names for n in _NFT_FAMILIES):
+        return "nftables"
+    if any(n in names for n in _IPTABLES_ONLY):
+        return "iptables"
+    if _RESTORE_FAILURES in names:
+        return "ipvs"
+    return None
+
+
+def _series_by_time(data: _Data, name: str, node: Any, where: dict[str, str] | None = None) -> pd.Series:
+    rows = data.of(name, node)
+    for label, value in (where or {}).items():
+        rows = rows[rows[label] == value] if label in rows else rows.iloc[:0]
+    return rows.groupby("timestamp", observed=True)["value"].sum() if len(rows) else pd.Series(dtype="float64")
+
+
+def _status_rows(data: _Data, window_ns: int | None) -> list[dict[str, Any]]:
+    records = []
+    for node in data.nodes:
+        names = set(data.rows.loc[data.rows["_node"].isna() if node is None else data.rows["_node"] == node,
+                                  "_name"])
+        mode = _mode(names)
+        columns = {
+            "endpoint_changes_total": _series_by_time(data, _P + "endpoint_changes_total", node),
+            "service_changes_total": _series_by_time(data, _P + "service_changes_total", node),
+            "endpoint_changes_pending": _series_by_time(data, _P + "endpoint_changes_pending", node),
+            "service_changes_pending": _series_by_time(data, _P + "service_changes_pending", node),
+            "no_local_endpoints_internal": _series_by_time(data, _P + "no_local_endpoints_total", node,
+                                                           {"traffic_policy": "internal"}),
+            "no_local_endpoints_external": _series_by_time(data, _P + "no_local_endpoints_total", node,
+                                                           {"traffic_policy": "external"}),
+            "sync_failures_total": _series_by_time(
+                data, _NFT_FAMILIES[0] if mode == "nftables" else _RESTORE_FAILURES, node),
+            "partial_restore_failures_total": _series_by_time(
+                data, _P + "iptables_partial_restore_failures_total", node),
+            "last_sync": _series_by_time(data, _P + "last_timestamp_seconds", node),
+        }
+        times = sorted(set().union(*(s.index for s in columns.values())))
+        if not times:
+            continue
+        frame = pd.DataFrame(columns).reindex(times)
+        stamps = pd.DatetimeIndex(times).as_unit("ns").asi8
+        starts = _window_starts(stamps, window_ns)
+        for i, j in enumerate(starts):
+            row = frame.iloc[i]
+            record = {"timestamp": pd.Timestamp(times[i]), "node": node, "proxy_mode": mode}
+            for column in columns:
+                if column == "last_sync":
+                    value = row[column]
+                    record["last_sync_timestamp"] = pd.NaT if pd.isna(value) else pd.Timestamp(
+                        float(value), unit="s", tz="UTC")
+                else:
+                    record[column] = None if pd.isna(row[column]) else int(row[column])
+            for what in ("endpoint", "service"):
+                values = frame[f"{what}_changes_total"].to_numpy(dtype="float64")[j:i + 1]
+                span = (stamps[i] - stamps[j]) / 1e9
+                rate = _increase(values[~np.isnan(values), None])
+                record[f"{what}_changes_per_second"] = (
+                    float(rate[0]) / span if window_ns is not None and span > 0 and len(rate) else math.nan)
+            records.append(record)
+    return records
+
+
+def _rule_rows(data: _Data) -> list[dict[str, Any]]:
+    records = []
+    for node in data.nodes:
+        rules, last = data.of(_RULES, node), data.of(_RULES_LAST, node)
+        keys = ["timestamp", "table", "ip_family"]
+        for frame in (rules, last):
+            if len(frame) and "ip_family" not in frame:
+                frame["ip_family"] = None
+        if rules.empty:
+            continue
+        last_of = {(r["timestamp"], r["table"], r.get("ip_family")): r["value"]
+                   for r in last[[k for k in keys if k in last] + ["value"]].to_dict("records")} if len(last) else {}
+        for r in rules[keys + ["value"]].to_dict("records"):
+            ip_family = None if pd.isna(r["ip_family"]) else r["ip_family"]
+            last_value = last_of.get((r["timestamp"], r["table"], r["ip_family"]))
+            records.append({"timestamp": r["timestamp"], "node": node, "table": r["table"], "ip_family": ip_family,
+                            "rules": int(r["value"]),
+                            "rules_last": None if last_value is None else int(last_value)})
+    return records
+
+
+def _parse_window(window: Any) -> int | None:
+    if window is None:
+        return None
+    delta = pd.Timedelta(window)
+    if delta <= pd.Timedelta(0):
+        raise ValueError(f"window must be a positive duration, got {window!r}")
+    return int(delta.value)
+
+
+def kube_proxy_frames(samples: pd.DataFrame, *, node: str | None = None, window: Any = "auto") -> KubeProxy:
+    """kube-proxy's sync latency, rule counts and status from ``kubeproxy_*`` samples (pure).
+
+    Parameters
+    ----------
+    samples : pandas.DataFrame
+        Kind ``prom_samples`` (other metrics are ignored). The node of a series
+        is its ``node`` label, else its ``instance`` label (as a scrape adds it).
+    node : str, optional
+        The node of every series (for the scrape of one kube-proxy, which has no
+        node label).
+    window : "auto", duration or None, default "auto"
+        Rates and quantiles over this window ending at each sample time (as
+        ``rate(...[5m])``); None: cumulative since kube-proxy started (what one
+        scrape gives); "auto": 5 minutes when a node has several sample times,
+        else None.
+
+    Returns
+    -------
+    KubeProxy
+        ``latency``, ``rule_counts`` and ``status`` (validated) and ``notes``.
+    """
+    validate_frame(samples, "prom_samples")
+    notes: list[str] = []
+    data = _Data(samples, node, notes)
+    if isinstance(window, str) and window == "auto":
+        several = len(data.rows) and data.rows.groupby("_node", dropna=False, observed=True)["timestamp"].nunique().max() > 1
+        window_ns = int(WINDOW.value) if several else None
+    else:
+        window_ns = _parse_window(window)
+    notes.append("cumulative since kube-proxy start (one sample time)" if window_ns is None
+                 else f"window {window_ns / 1e9:g} s")
+    for metric, family in _HISTOGRAMS.items():
+        if family + "_bucket" not in data.names:
+            notes.append(f"no {family}")
+    latency = _frame(_latency_rows(data, window_ns), "proxy_latency")
+    rule_counts = _frame(_rule_rows(data), "proxy_rule_counts")
+    status = _frame(_status_rows(data, window_ns), "proxy_status")
+    return KubeProxy(latency=latency, rule_counts=rule_counts, status=status, notes=notes)
+
+
+def _frame(records: list[dict[str, Any]], kind: str) -> pd.DataFrame:
+    if not records:
+        return empty_frame(kind)
+    frame = frame_from_records(records, kind)
+    frame["timestamp"] = pd.to_datetime(frame["timestamp"], utc=True).dt.as_unit("ns")
+    sort = [c for c in ("node", "metric", "table", "timestamp") if c in frame]
+    frame = frame.sort_values(sort, kind="stable", na_position="last").reset_index(drop=True)
+    return validate_frame(frame, kind)
+
+
+# -- from Prometheus ------------------------------------------------------------------------
+
+
+def get_kube_proxy(prom: Any, start: Any, end: Any, step: Any, *, node_label: str = "instance",
+                   window: Any = WINDOW) -> KubeProxy:
+    """kube-proxy's frames from Prometheus over a time range.
+
+    Quantiles, rates and means of the histograms are computed by Prometheus:
+    ``histogram_quantile(q, sum by (<node_label>, le) (rate(<family>_bucket[<window>])))``
+    (and ``sum by (le)`` for the cluster-wide network programming latency, as
+    perf-tests does). Rule counts and status come from the raw series at each
+    step through :func:`kube_proxy_frames` (their ``*_per_second`` columns are
+    increases over the window of those points, not ``rate``).
+
+    Parameters
+    ----------
+    prom : PrometheusConnect or str
+        As for :func:`npanalytics.collectors.prometheus.get_prometheus_range`.
+    start, end, step
+        The range and resolution.
+    node_label : str, default "instance"
+        The target label that names the node.
+    window : duration, default 5 minutes
+        The ``rate`` window.
+
+    Returns
+    -------
+    KubeProxy
+    """
+    from .prometheus import get_prometheus_range  # the HTTP layer, imported when used
+
+    window_ns = _parse_window(window)
+    window_text = f"{window_ns // 1_000_000}ms"
+    notes = [f"node from the {node_label!r} label", f"quantiles by PromQL over rate windows of {window_text}"]
+    parts = []
+    for metric, family in _HISTOGRAMS.items():
+        groups = [(node_label, f"{node_label}, le")]
+        if metric == "network_programming":
+            groups.append((None, "le"))
+        for node_by, by in groups:
+            queries = {_quantile_column(q): f"histogram_quantile({q}, sum by ({by}) (rate({family}_bucket[{window_text}])))"
+                       for q in QUANTILES}
+            outer = node_by or ""
+            queries["per_second"] = f"sum by ({outer}) (rate({family}_count[{window_text}]))"
+            queries["mean_seconds"] = (f"sum by ({outer}) (rate({family}_sum[{window_text}])) / "
+                                       f"sum by ({outer}) (rate({family}_count[{window_text}]))")
+            queries["observations"] = f"sum by ({outer}) (increase({family}_count[{window_text}]))"
+            merged = None
+            for column, query in queries.items():
+                frame = get_prometheus_range(prom, query, start, end, step)
+                if frame.empty:
+                    continue
+                nodes = frame[node_by].astype("object") if node_by and node_by in frame else None
+                part = pd.DataFrame({"timestamp": frame["timestamp"], "node": nodes, column: frame["value"]})
+                merged = part if merged is None else merged.merge(part, on=["timestamp", "node"], how="outer")
+            if merged is None:
+                if node_by:
+                    notes.append(f"no {family} in Prometheus")
+                continue
+            merged["metric"] = metric
+            merged["window_seconds"] = window_ns / 1e9
+            parts.append(merged)
+    records = [
+        {k: (None if k == "node" and pd.isna(v) else v) for k, v in r.items()}
+        for part in parts for r in part.to_dict("records")
+    ]
+    latency = _frame(records, "proxy_latency")
+    raw = get_prometheus_range(prom, '{__name__=~"kubeproxy_.+",__name__!~".+_bucket"}', start, end, step)
+    if node_label != "instance" and node_label in raw and "node" not in raw:
+        raw = raw.rename(columns={node_label: "node"})
+    rest = kube_proxy_frames(raw, window=window)
+    return KubeProxy(latency=latency, rule_counts=rest.rule_counts, status=rest.status, notes=notes + rest.notes[1:])
+
+
+for _function, _kinds in ((kube_proxy_frames, ("proxy_latency", "proxy_rule_counts", "proxy_status")),):
+    _function.__doc__ += "\n    Notes\n    -----\n" + "".join(
+        f"\n    ``{kind}``:\n\n    " + schema_table(kind).replace("\n", "\n    ") + "\n" for kind in _kinds)

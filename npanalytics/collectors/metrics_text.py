@@ -1,0 +1,317 @@
+"""Prometheus exposition text (a scrape of ``/metrics``, or a file) into a ``prom_samples`` frame.
+
+The parsing is prometheus_client's (``prometheus_client.parser`` for the text
+format 0.0.4, ``prometheus_client.openmetrics.parser`` for OpenMetrics); this
+module only opens the source, finds the line of a parse error, and builds the
+tidy frame.
+
+Known limits of the parsers, and what this module does about them
+------------------------------------------------------------------
+* prometheus_client's OpenMetrics parser drops samples when one histogram (or
+  summary, or counter with ``_created``) series carries several timestamps in
+  one document: it remembers the samples of a group across timestamps and takes
+  the second point's buckets for duplicates, then fails with ``+Inf bucket
+  missing`` or, for ``_sum``/``_count`` only, silently loses samples. Backfill
+  files such as the lab's ``series.om`` (:func:`npanalytics.lab.metrics.openmetrics_series`)
+  are exactly that shape. When a document has more than one timestamp, it is
+  read one timestamp at a time (each part with every family's metadata), which
+  the parser handles; every sample line is then checked to be in the result.
+* The text-format parser is lax: it ignores malformed comment lines, and a
+  malformed label pair such as ``a{b=} 1`` can be dropped without an error (see
+  the lab's notes). It is not re-validated here.
+* The text parser renames the samples of a ``counter`` family without the
+  ``_total`` suffix to ``<name>_total``; they are given back their written names.
+* Native histograms are not supported (a ParseError).
+* OpenMetrics ``_created`` samples are kept as samples (Prometheus turns them into
+  created timestamps instead).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from ..exceptions import CollectorError, ParseError
+from ..schemas import empty_frame, schema_table, validate_frame
+from ._source import Source, read_source_bytes
+
+__all__ = ["read_metrics_text", "samples_frame"]
+
+Format = Literal["auto", "text", "openmetrics"]
+FORMATS = ("auto", "text", "openmetrics")
+
+#: What a scrape asks for: the text format 0.0.4 first (prometheus_client's text parser is
+#: the more forgiving one), OpenMetrics if that is all the server has.
+ACCEPT = "text/plain;version=0.0.4;q=1,application/openmetrics-text;version=1.0.0;q=0.5,*/*;q=0.1"
+
+_METADATA = re.compile(r"^#\s*(?:HELP|TYPE|UNIT)\s+(\S+)")
+_COUNTER_TYPE = re.compile(r"^#\s*TYPE\s+(\S+)\s+counter\s*$")
+_FAMILY_ERROR = re.compile(r":\s*([a-zA-Z_:][a-zA-Z0-9_:]*)\s*$")
+
+
+def _parsers() -> tuple[Any, Any]:
+    try:
+        from prometheus_client import parser as text_parser
+        from prometheus_client.openmetrics import parser as om_parser
+    except ImportError as exc:  # pragma: no cover - depends on the installation
+        raise ImportError(
+            "read_metrics_text needs prometheus_client: pip install 'npanalytics[prometheus]'"
+        ) from exc
+    return text_parser, om_parser
+
+
+class _Lines:
+    """Feed lines to a parser and remember where it is (1-based original line numbers)."""
+
+    def __init__(self, lines: list[str], linenos: list[int]) -> None:
+        self.lines = lines
+        self.linenos = linenos
+        self.index = -1
+
+    def __iter__(self) -> Iterator[str]:
+        for index, line in enumerate(self.lines):
+            self.index = index
+            yield line
+
+    @property
+    def lineno(self) -> int:
+        return self.linenos[self.index] if 0 <= self.index < len(self.linenos) else 0
+
+    @property
+    def line(self) -> str:
+        return self.lines[self.index].rstrip("\n") if 0 <= self.index < len(self.lines) else ""
+
+
+def _parse_error(name: str, fmt: str, feed: _Lines, exc: Exception, family_lines: dict[str, int],
+                 all_lines: list[str]) -> ParseError:
+    message = str(exc) or type(exc).__name__
+    what = "Prometheus text format 0.0.4" if fmt == "text" else "OpenMetrics text"
+    lineno, line = feed.lineno, feed.line
+    match = _FAMILY_ERROR.search(message)
+    if match and match.group(1) in family_lines and family_lines[match.group(1)] < lineno:
+        # a check of a whole family (histogram buckets, name clashes) fails when the parser
+        # has already read the next family's first line: point at the family instead
+        lineno = family_lines[match.group(1)]
+        line = all_lines[lineno - 1].rstrip("\n")
+    if lineno == 0:
+        line = "end of input"
+    return ParseError(name, lineno, f"{what} (prometheus_client: {message})", line)
+
+
+def _timestamp_ns(timestamp: Any, fmt: str) -> int | None:
+    if timestamp is None:
+        return None
+    if fmt == "openmetrics":  # prometheus_client.samples.Timestamp(sec, nsec)
+        return int(timestamp.sec) * 1_000_000_000 + int(timestamp.nsec)
+    return int(round(float(timestamp) * 1000)) * 1_000_000  # text: milliseconds, read as s / 1000
+
+
+def _sample_lines(lines: list[str]) -> int:
+    return sum(1 for line in lines if line.strip() and not line.lstrip().startswith("#"))
+
+
+def _parse(name: str, fmt: str, lines: list[str], linenos: list[int], all_lines: list[str],
+           family_lines: dict[str, int]) -> list[tuple[str, dict[str, str], float, int | None]]:
+    text_parser, om_parser = _parsers()
+    feed = _Lines(lines, linenos)
+    module = text_parser if fmt == "text" else om_parser
+    counters_written_bare = {m.group(1) for line in lines if (m := _COUNTER_TYPE.match(line))
+                             and not m.group(1).endswith("_total")}
+    out = []
+    try:
+        for family in module.text_fd_to_metric_families(feed):
+            bare = fmt == "text" and family.type == "counter" and family.name in counters_written_bare
+            for sample in family.samples:
+                if sample.value is None or getattr(sample, "native_histogram", None) is not None:
+                    raise ValueError(f"native histograms are not supported: {family.name}")
+                sample_name = sample.name
+                if bare and sample_name == family.name + "_total":
+                    sample_name = family.name
+                out.append((sample_name, sample.labels, float(sample.value), _timestamp_ns(sample.timestamp, fmt)))
+    except (ValueError, TypeError, KeyError, IndexError) as exc:
+        raise _parse_error(name, fmt, feed, exc, family_lines, all_lines) from None
+    return out
+
+
+def _split_by_timestamp(name: str, lines: list[str]) -> list[tuple[list[str], list[int]]]:
+    """OpenMetrics lines grouped by sample timestamp, each group with all metadata lines."""
+    _, om_parser = _parsers()
+    stamps: list[Any] = []
+    for lineno, line in enumerate(lines, 1):
+        body = line.rstrip("\n")
+        if not body or body.startswith("#"):
+            stamps.append("meta")
+            continue
+        try:  # one sample line alone is a valid OpenMetrics document of an unknown family
+            (family,) = om_parser.text_string_to_metric_families(body + "\n# EOF\n")
+            stamps.append(_timestamp_ns(family.samples[0].timestamp, "openmetrics"))
+        except ValueError as exc:
+            raise ParseError(name, lineno, f"an OpenMetrics sample line (prometheus_client: {exc})", body) from None
+    distinct = list(dict.fromkeys(s for s in stamps if s != "meta"))
+    parts = []
+    for stamp in distinct:
+        keep = [i for i, s in enumerate(stamps) if s == "meta" or s == stamp]
+        parts.append(([lines[i] for i in keep], [i + 1 for i in keep]))
+    return parts
+
+
+def _detect_format(lines: list[str], content_type: str | None) -> str:
+    if content_type is not None:
+        return "openmetrics" if "application/openmetrics-text" in content_type.lower() else "text"
+    last = next((line.strip() for line in reversed(lines) if line.strip()), "")
+    return "openmetrics" if last == "# EOF" else "text"
+
+
+def _fetch(url: str, timeout: float) -> tuple[bytes, str | None]:
+    request = urllib.request.Request(url, headers={"Accept": ACCEPT, "User-Agent": "npanalytics"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.read(), response.headers.get("Content-Type")
+    except urllib.error.HTTPError as exc:
+        body = exc.read(500).decode("utf-8", "replace").strip()
+        raise CollectorError(f"{url}: HTTP {exc.code} {exc.reason}: {body[:200]!r}") from None
+    except (urllib.error.URLError, TimeoutError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise CollectorError(f"{url}: cannot scrape metrics (timeout {timeout:g} s): {reason}") from None
+
+
+def _utc_ns(at: Any) -> int:
+    if at is None:
+        return pd.Timestamp.now(tz="UTC").value
+    stamp = pd.Timestamp(at)
+    if stamp.tzinfo is None:
+        raise ValueError(f"at must be timezone-aware (UTC), got the naive {at!r}")
+    return stamp.tz_convert("UTC").value
+
+
+def samples_frame(samples: list[tuple[str, dict[str, str], float, int | None]], default_ns: int) -> pd.DataFrame:
+    """Build a ``prom_samples`` frame from ``(name, labels, value, timestamp_ns or None)`` tuples.
+
+    Label columns come in order of first appearance; a series without a label has NA there.
+    """
+    if not samples:
+        return empty_frame("prom_samples", optional=True)
+    names, labels, values, stamps = zip(*samples)
+    ns = np.fromiter((default_ns if s is None else s for s in stamps), dtype="int64", count=len(stamps))
+    data: dict[str, Any] = {
+        "timestamp": pd.to_datetime(ns, unit="ns", utc=True),
+        "value": np.asarray(values, dtype="float64"),
+        "__name__": pd.Categorical(names),
+    }
+    keys = list(dict.fromkeys(k for lab in labels for k in lab))
+    for key in keys:
+        if key in data:
+            raise ParseError("<samples>", 0, f"no label called {key!r}", key)
+        column = pd.Series([lab.get(key) for lab in labels], dtype="str")
+        data[key] = column.astype("category")
+    return validate_frame(pd.DataFrame(data), "prom_samples")
+
+
+def read_metrics_text(
+    source: Source,
+    *,
+    at: dt.datetime | pd.Timestamp | None = None,
+    format: Format = "auto",  # noqa: A002 - the natural name
+    timeout: float = 10.0,
+) -> pd.DataFrame:
+    """Read Prometheus exposition text (a ``/metrics`` scrape or a file) into samples.
+
+    Parameters
+    ----------
+    source : path, file object, str, bytes, or an ``http(s)://`` URL
+        The text itself (``str`` with a newline, or ``bytes``), a file (``.gz``
+        too), or a URL that is scraped once (``GET`` with an ``Accept`` header
+        preferring the text format 0.0.4).
+    at : datetime, optional
+        Scrape time given to samples that carry no timestamp of their own
+        (timezone-aware). Default: now.
+    format : {"auto", "text", "openmetrics"}, default "auto"
+        ``auto`` reads the ``Content-Type`` of a scrape, and otherwise takes a
+        document whose last line is ``# EOF`` for OpenMetrics.
+    timeout : float, default 10
+        Seconds to wait for a scrape (connect and each read).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Kind ``prom_samples``: one row per sample as written (histogram
+        ``_bucket`` samples keep ``le`` as a label column; counters keep their
+        written names, e.g. ``x_total``). Samples with a timestamp of their own
+        keep it (text format: milliseconds; OpenMetrics: seconds).
+
+        {schema}
+
+    Raises
+    ------
+    ParseError
+        ``source:lineno: expected <format> (prometheus_client: <why>), got <line>``.
+    CollectorError
+        A scrape failed (the URL, the HTTP status or the network error).
+    ValueError
+        A naive ``at`` or an unknown ``format``.
+    """
+    if format not in FORMATS:
+        raise ValueError(f"format must be one of {FORMATS}, got {format!r}")
+    default_ns = _utc_ns(at)
+    content_type = None
+    if isinstance(source, str) and re.match(r"^https?://", source, re.IGNORECASE):
+        name = source
+        data, content_type = _fetch(source, timeout)
+        if at is None:
+            default_ns = _utc_ns(None)
+        if data[:2] == b"\x1f\x8b":
+            name, data = read_source_bytes(data)
+            name = source
+    else:
+        name, data = read_source_bytes(source)
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        lineno = data[: exc.start].count(b"\n") + 1
+        raise ParseError(name, lineno, "UTF-8 text", repr(data[exc.start: exc.start + 20])) from None
+    lines = text.splitlines(keepends=True)
+    fmt = _detect_format(lines, content_type) if format == "auto" else format
+    family_lines: dict[str, int] = {}
+    for lineno, line in enumerate(lines, 1):
+        match = _METADATA.match(line)
+        if match:
+            family_lines.setdefault(match.group(1), lineno)
+    samples = _parse(name, fmt, lines, list(range(1, len(lines) + 1)), lines, family_lines) \
+        if fmt == "text" else _parse_openmetrics(name, lines, family_lines)
+    return samples_frame(samples, default_ns)
+
+
+def _parse_openmetrics(name: str, lines: list[str], family_lines: dict[str, int]):
+    everything = list(range(1, len(lines) + 1))
+    try:
+        samples = _parse(name, "openmetrics", lines, everything, lines, family_lines)
+        if len(samples) == _sample_lines(lines):
+            return samples
+        first_error: ParseError | None = None
+    except ParseError as exc:
+        first_error = exc
+    parts = _split_by_timestamp(name, lines)
+    if len(parts) <= 1:  # one timestamp: the parser's own answer stands
+        if first_error is not None:
+            raise first_error
+        raise ParseError(name, 0, "every sample line to be read (prometheus_client dropped some)",
+                         f"{_sample_lines(lines)} sample lines")
+    samples = []
+    for part_lines, part_linenos in parts:
+        samples.extend(_parse(name, "openmetrics", part_lines, part_linenos, lines, family_lines))
+    if len(samples) != _sample_lines(lines):
+        raise ParseError(name, 0, "every sample line to be read (prometheus_client dropped some)",
+                         f"{len(samples)} of {_sample_lines(lines)} samples")
+    return samples
+
+
+read_metrics_text.__doc__ = read_metrics_text.__doc__.replace(
+    "{schema}", schema_table("prom_samples").replace("\n", "\n        ")
+)
