@@ -70,6 +70,7 @@ import pandas as pd
 
 from ..collectors._source import BadLines, Source, check_on_bad_line, count_lines, read_source_text
 from ..exceptions import LabError
+from ..analysis.overhead import FIT_COLUMNS, SUMMARY_COLUMNS, fit_sweep, summarize_sweep
 from ..schemas import empty_frame, schema_table, validate_frame
 from .model import Endpoint, ServicePort
 from .netns import LabSession, check_environment, run
@@ -744,127 +745,8 @@ if read_sweep_log.__doc__:
     ).replace("{connect_latency}", schema_table("connect_latency").replace("\n", "\n    "))
 
 
-# -- analysis (pure; meant to move to analysis/overhead.py) --------------------------------
-SUMMARY_COLUMNS = (
-    "proxy_mode", "services", "attempts", "failures", "p50_us", "p90_us", "p99_us",
-    "load_seconds", "rules",
-)
-FIT_COLUMNS = (
-    "proxy_mode", "statistic", "points", "slope_ns_per_service", "slope_ci_low", "slope_ci_high",
-    "intercept_us", "r_squared",
-)
-_QUANTILES = {"p50_us": 0.50, "p90_us": 0.90, "p99_us": 0.99}
-
-
-def _empty(columns: Sequence[str]) -> pd.DataFrame:
-    dtypes = {"proxy_mode": "category", "statistic": "category", "services": "int64", "attempts": "int64",
-              "failures": "int64", "rules": "Int64", "points": "int64"}
-    return pd.DataFrame({c: pd.Series([], dtype=dtypes.get(c, "float64")) for c in columns})
-
-
-def fit_sweep(summary: pd.DataFrame, *, statistics: Sequence[str] = ("p50_us", "p99_us"),
-              confidence: float = 0.95) -> pd.DataFrame:
-    """Per mode, a least-squares line of a connect-time percentile against the Service count.
-
-    Parameters
-    ----------
-    summary : pandas.DataFrame
-        The per-step part of :func:`summarize_sweep` (columns ``proxy_mode``,
-        ``services`` and the statistics, in microseconds).
-    statistics : sequence of str
-        Columns to fit.
-    confidence : float
-        Level of the slope's confidence interval (t distribution, ``points - 2``
-        degrees of freedom).
-
-    Returns
-    -------
-    pandas.DataFrame
-        One row per (mode, statistic): ``points``, ``slope_ns_per_service`` (ns per
-        Service port), ``slope_ci_low``/``slope_ci_high`` (ns per Service port; NaN
-        with fewer than 3 points), ``intercept_us`` (µs), ``r_squared`` (NaN when
-        the statistic is constant or with fewer than 2 points).
-    """
-    from scipy import stats
-
-    if not 0 < confidence < 1:
-        raise ValueError(f"confidence must be in (0, 1), got {confidence!r}")
-    rows = []
-    for mode, group in summary.groupby("proxy_mode", observed=True, sort=True):
-        for stat in statistics:
-            g = group[["services", stat]].dropna()
-            x = g["services"].to_numpy(dtype="float64")
-            y = g[stat].to_numpy(dtype="float64") * 1e3  # ns
-            row = {"proxy_mode": mode, "statistic": stat, "points": len(g), "slope_ns_per_service": np.nan,
-                   "slope_ci_low": np.nan, "slope_ci_high": np.nan, "intercept_us": np.nan, "r_squared": np.nan}
-            if len(g) >= 2 and np.ptp(x) > 0:
-                fit = stats.linregress(x, y)
-                row["slope_ns_per_service"] = fit.slope
-                row["intercept_us"] = fit.intercept / 1e3
-                row["r_squared"] = fit.rvalue ** 2 if np.ptp(y) > 0 else np.nan
-                if len(g) >= 3:
-                    half = stats.t.ppf(0.5 + confidence / 2, len(g) - 2) * fit.stderr
-                    row["slope_ci_low"], row["slope_ci_high"] = fit.slope - half, fit.slope + half
-            rows.append(row)
-    if not rows:
-        return _empty(FIT_COLUMNS)
-    out = pd.DataFrame(rows, columns=list(FIT_COLUMNS))
-    out["proxy_mode"] = out["proxy_mode"].astype("str").astype("category")
-    out["statistic"] = out["statistic"].astype("str").astype("category")
-    out["points"] = out["points"].astype("int64")
-    return out
-
-
-def summarize_sweep(connect_latency: pd.DataFrame, rule_loads: pd.DataFrame) -> pd.DataFrame:
-    """Per (mode, Service count): connect-time percentiles, failures, load time, rules; and the per-mode fits.
-
-    Parameters
-    ----------
-    connect_latency : pandas.DataFrame
-        Kind ``connect_latency``.
-    rule_loads : pandas.DataFrame
-        Kind ``rule_loads`` (a step without a load row gets NA ``rules`` and NaN
-        ``load_seconds``; several loads of one step are averaged).
-
-    Returns
-    -------
-    pandas.DataFrame
-        One row per (``proxy_mode``, ``services``), sorted: ``attempts``,
-        ``failures``, ``p50_us``/``p90_us``/``p99_us`` (µs, over the successful
-        attempts), ``load_seconds`` (s), ``rules``; then, repeated on every row of a
-        mode, the fits of :func:`fit_sweep` for ``p50_us`` and ``p99_us``:
-        ``p50_slope_ns_per_service``, ``p50_slope_ci_low``, ``p50_slope_ci_high``
-        (95 %), ``p50_intercept_us``, ``p50_r_squared`` and the same with ``p99_``.
-    """
-    validate_frame(connect_latency, "connect_latency")
-    validate_frame(rule_loads, "rule_loads")
-    fit_cols = [f"{s}_{c}" for s in ("p50", "p99")
-                for c in ("slope_ns_per_service", "slope_ci_low", "slope_ci_high", "intercept_us", "r_squared")]
-    if connect_latency.empty:
-        return _empty(list(SUMMARY_COLUMNS) + fit_cols)
-    cl = connect_latency.assign(proxy_mode=connect_latency["proxy_mode"].astype("str"))
-    grouped = cl.groupby(["proxy_mode", "services"], sort=True)
-    summary = grouped.agg(attempts=("ok", "size"), failures=("ok", lambda s: int((~s).sum())))
-    ok_times = cl.loc[cl["ok"]].groupby(["proxy_mode", "services"], sort=True)["connect_seconds"]
-    for col, q in _QUANTILES.items():
-        summary[col] = ok_times.quantile(q) * 1e6
-    loads = (rule_loads.assign(proxy_mode=rule_loads["proxy_mode"].astype("str"))
-             .groupby(["proxy_mode", "services"], sort=True)
-             .agg(load_seconds=("load_seconds", "mean"), rules=("rules", "max")))
-    summary = summary.join(loads, how="left").reset_index()
-    summary["attempts"] = summary["attempts"].astype("int64")
-    summary["failures"] = summary["failures"].astype("int64")
-    summary["load_seconds"] = summary["load_seconds"].astype("float64")
-    summary["rules"] = summary["rules"].astype("Int64")
-    summary = summary[list(SUMMARY_COLUMNS)]
-    fits = fit_sweep(summary)
-    for stat in ("p50", "p99"):
-        part = fits[fits["statistic"] == f"{stat}_us"].drop(columns=["statistic", "points"])
-        part = part.assign(proxy_mode=part["proxy_mode"].astype("str"))
-        part = part.rename(columns={c: f"{stat}_{c}" for c in part.columns if c != "proxy_mode"})
-        summary = summary.merge(part, on="proxy_mode", how="left")
-    summary["proxy_mode"] = summary["proxy_mode"].astype("category")
-    return summary[list(SUMMARY_COLUMNS) + fit_cols]
+# -- analysis: the statistics live in npanalytics.analysis.overhead (the lab imports analysis, never
+# the reverse); re-exported here for the lab's CLI, benchmarks and existing callers.
 
 
 # -- recording ------------------------------------------------------------------------------

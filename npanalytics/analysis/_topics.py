@@ -1,0 +1,174 @@
+"""Helpers shared by the topic modules (affinity, long-lived, overhead, pressure, diagnostics).
+
+Private: frame look-up by kind, findings records, and Service-port attribution of
+conntrack flows across nodes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+import pandas as pd
+
+from ..schemas import empty_frame, frame_from_records, validate_frame
+from .flows import attribute_flows
+
+Frames = Mapping[str, pd.DataFrame]
+
+COLLECT = {
+    "conntrack_flows": "collect `conntrack -L -o extended` on each node (with "
+    "`net.netfilter.nf_conntrack_acct=1` for bytes and packets)",
+    "conntrack_stats": "collect `conntrack -S` and `conntrack -C` (or /proc/net/stat/nf_conntrack) on each node",
+    "proxy_services": "collect kube-proxy's rules on each node (`iptables-save -c`, `nft list ruleset` or `ipvsadm -Ln`)",
+    "proxy_endpoints": "collect kube-proxy's rules with counters on each node (`iptables-save -c`, `nft list ruleset`)",
+    "rule_loads": "record rule-load (sync) durations: kube-proxy's kubeproxy_sync_proxy_rules_duration_seconds, or the lab's rule_loads",
+    "connect_latency": "run the lab's proxy-mode sweep (`npanalytics lab sweep`) or load the bundled dataset 'proxy-mode-sweep'",
+    "ground_truth": "count requests per pod and client on the pods (the lab records this as ground_truth)",
+    "k8s_services": "collect the Services from the API (`kubectl get svc -A -o json`) or kube-state-metrics",
+}
+"""What to collect for each frame kind, quoted in the ``missing`` reasons."""
+
+
+def frame(frames: Frames, kind: str, name: str | None = None) -> pd.DataFrame | None:
+    """The frame called ``name`` (default ``kind``) validated as ``kind``, or None when absent."""
+    df = frames.get(name or kind)
+    if df is None:
+        return None
+    return validate_frame(df, kind)
+
+
+def present(frames: Frames, kind: str, name: str | None = None) -> pd.DataFrame | None:
+    """Like :func:`frame`, but None for an empty frame too."""
+    df = frame(frames, kind, name)
+    return None if df is None or df.empty else df
+
+
+def missing_reason(what: str, *kinds: str) -> str:
+    """``"<what>: <how to collect kind 1>; <how to collect kind 2>"``."""
+    return f"{what}: " + "; ".join(COLLECT[k] for k in kinds)
+
+
+def finding(severity: str, code: str, service: object, node: object, what: str, evidence: str,
+            advice: str) -> dict:
+    """One findings record (``service``/``node`` None when not specific)."""
+    return {
+        "severity": severity,
+        "code": code,
+        "service": None if service is None or pd.isna(service) else str(service),
+        "node": None if node is None or pd.isna(node) else str(node),
+        "what": what,
+        "evidence": evidence,
+        "advice": advice,
+    }
+
+
+_SEVERITY_ORDER = {"critical": 0, "warning": 1, "info": 2}
+
+
+def findings_frame(records: list[dict]) -> pd.DataFrame:
+    """Records -> a validated ``findings`` frame, most severe first (empty frame for none)."""
+    if not records:
+        return empty_frame("findings")
+    records = sorted(records, key=lambda r: _SEVERITY_ORDER[r["severity"]])
+    return validate_frame(frame_from_records(records, "findings"), "findings")
+
+
+def _split_by_node(df: pd.DataFrame) -> list[tuple[object, pd.DataFrame]]:
+    if "node" not in df.columns:
+        return [(None, df)]
+    return [(n, g) for n, g in df.groupby("node", observed=True, sort=True, dropna=False)]
+
+
+def service_flows(flows: pd.DataFrame, services: pd.DataFrame) -> pd.DataFrame:
+    """The flows that reach a Service frontend, with ``service_port_name`` and ``node``.
+
+    Each node's flows are attributed with that node's ``proxy_services`` when both
+    frames carry ``node``; otherwise all flows with all services.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The attributed rows of ``flows`` (index kept) plus ``service_port_name``
+        (str) and ``node`` (str, ``""`` for a single unnamed node).
+    """
+    parts = []
+    by_node = "node" in flows.columns and "node" in services.columns
+    groups = _split_by_node(flows) if by_node else [(None, flows)]
+    for node, part in groups:
+        svc = services if node is None else services.loc[services["node"].astype("str") == str(node)]
+        if svc.empty or part.empty:
+            continue
+        spn = attribute_flows(part, svc)
+        keep = part.loc[spn.notna()].copy()
+        keep["service_port_name"] = spn[spn.notna()].astype("str")
+        if "node" in keep.columns:
+            keep["node"] = keep["node"].astype("str")
+        else:
+            keep["node"] = ""
+        parts.append(keep)
+    if not parts:
+        out = flows.iloc[:0].copy()
+        out["service_port_name"] = pd.Series([], dtype="str")
+        out["node"] = pd.Series([], dtype="str")
+        return out
+    return pd.concat(parts)
+
+
+def service_attribute(services: pd.DataFrame, column: str) -> dict[str, str]:
+    """``service_port_name -> value`` of a proxy_services column (first non-missing over nodes)."""
+    out: dict[str, str] = {}
+    sub = services[["service_port_name", column]].dropna()
+    for spn, value in zip(sub["service_port_name"].astype("str"), sub[column].astype("str")):
+        out.setdefault(spn, value)
+    return out
+
+
+def category(values, index=None) -> pd.Series:
+    """str category Series (NA kept), so that dtypes survive Parquet."""
+    return pd.Series(values, index=index, dtype="str").astype("category")
+
+
+def safe_ratio(num: float, den: float, default: float = 0.0) -> float:
+    """``num / den``, or ``default`` when ``den`` is 0 or missing (no warnings)."""
+    if den is None or not np.isfinite(den) or den == 0:
+        return default
+    return float(num) / float(den)
+
+
+def fmt_pct(x: float) -> str:
+    """0.1234 -> '12.3%' ('n/a' for NaN)."""
+    return "n/a" if x is None or not np.isfinite(x) else f"{100 * x:.1f}%"
+
+
+def fmt_p(p: float) -> str:
+    """A p-value for evidence text ('n/a' for NaN)."""
+    if p is None or not np.isfinite(p):
+        return "n/a"
+    return f"{p:.2g}" if p >= 1e-300 else "<1e-300"
+
+
+def expected_counts(spn: str, part: pd.DataFrame, endpoints: pd.DataFrame | None,
+                     policy: str | None) -> pd.Series | None:
+    """Expected flows per backend under the rules' probabilities, summed over entry nodes.
+
+    ``part`` holds one Service port's attributed flows (with ``node``); a node's
+    flows are spread by that node's probabilities (its Local-policy chain when the
+    policy is Local and the node has one). None when a node has no rules for the port.
+    """
+    if endpoints is None:
+        return None
+    ep = endpoints.loc[endpoints["service_port_name"].astype("str") == spn]
+    local = policy == "Local"
+    ep = ep.loc[ep["local"] == local] if (ep["local"] == local).any() else ep.loc[~ep["local"]]
+    if ep.empty:
+        return None
+    has_node = "node" in ep.columns
+    total = pd.Series(dtype="float64")
+    for node, flows in part.groupby("node", sort=True).size().items():
+        rows = ep.loc[ep["node"].astype("str") == node] if has_node and node else ep
+        if rows.empty:
+            return None
+        probs = rows.groupby(rows["endpoint_ip"].astype("str"))["probability"].sum()
+        total = total.add(probs * flows, fill_value=0.0)
+    return total
