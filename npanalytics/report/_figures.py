@@ -21,12 +21,6 @@ __all__ = ["Figure", "draw", "skew_figure", "section_figure"]
 DPI = 96
 """Resolution of the embedded PNGs (dots per inch)."""
 
-NODE_PATH_LAYERS = ("client", "entry_node", "node", "pod")
-"""Columns of ``sections["node_path"]`` drawn as layers of the flow diagram, when present."""
-
-NODE_PATH_WEIGHTS = ("connections", "flows", "requests")
-"""Weight column of the flow diagram: the first of these present."""
-
 
 @dataclasses.dataclass
 class Figure:
@@ -77,12 +71,12 @@ def draw(title: str, painter: Callable[[list[Any]], None], *, ncols: int = 1,
         when the painter raised ``ValueError``, ``KeyError`` or ``TypeError``.
     """
     fig, axes = _new_figure(ncols, width, height)
+    buffer = io.BytesIO()
     try:
         painter(axes)
-    except (ValueError, KeyError, TypeError) as exc:
+        fig.savefig(buffer, format="png", dpi=DPI, metadata={"Software": None})
+    except (ValueError, KeyError, TypeError) as exc:  # e.g. a column missing, mathtext in a label
         return Figure(title, error=f"{type(exc).__name__}: {exc}")
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=DPI, metadata={"Software": None})
     encoded = base64.b64encode(buffer.getvalue()).decode("ascii")
     return Figure(title, data_uri=f"data:image/png;base64,{encoded}")
 
@@ -130,12 +124,8 @@ def section_figure(name: str, sections: dict[str, pd.DataFrame]) -> Figure | Non
                     lambda axes: plot_conntrack_pressure(frame, ax=axes[0]),
                     height=max(2.0, 0.5 * len(frame) + 1.2))
     if name == "node_path":
-        layers = [c for c in NODE_PATH_LAYERS if c in frame.columns]
-        weight = next((c for c in NODE_PATH_WEIGHTS if c in frame.columns), None)
-        if len(layers) < 2 or weight is None:
-            return None
         from ..plotting import plot_flow_diagram
 
-        return draw("Where the traffic went: " + " -> ".join(layers),
-                    lambda axes: plot_flow_diagram(frame, layers=layers, weight=weight, ax=axes[0]))
+        return draw("Where the connections entering each node were served",
+                    lambda axes: plot_flow_diagram(frame, ax=axes[0]))
     return None

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from ..analysis.result import SEVERITIES, Analysis
-from ..schemas import validate_frame
+from ..schemas import SCHEMAS, validate_frame
 
 __all__ = ["PAYLOAD_FORMAT", "PAYLOAD_VERSION", "SECTION_ORDER", "report_payload", "frame_records", "json_value"]
 
@@ -118,7 +118,8 @@ def report_payload(analysis: Analysis, *, generated: dt.datetime) -> dict[str, A
     Raises
     ------
     SchemaError
-        When ``findings``, ``skew`` or ``skew_summary`` does not follow its kind.
+        When ``findings``, ``skew``, ``skew_summary`` or a section named after a frame
+        kind (``affinity``, ``overhead``, ...) does not follow its kind.
     """
     from .. import __version__
 
@@ -132,6 +133,9 @@ def report_payload(analysis: Analysis, *, generated: dt.datetime) -> dict[str, A
     provenance = json_value(dict(analysis.provenance))
     recording = provenance.get("recording") if isinstance(provenance.get("recording"), dict) else {}
     sections = _section_names(analysis)
+    for name in sections:
+        if name in SCHEMAS:  # the topic sections are frame kinds of the same name
+            validate_frame(analysis.sections[name], name)
     return {
         "format": PAYLOAD_FORMAT,
         "format_version": PAYLOAD_VERSION,
