@@ -272,9 +272,10 @@ class SkewExplorer(_Explorer):
 class AffinityExplorer(_Explorer):
     """Session affinity and the NodePort path of a Service port: clients, entry nodes, pods.
 
-    The figure is the flow diagram of ``sections["node_path"]`` (entry node ->
-    backend node); the table the ``sections["affinity"]`` rows of the Service
-    port, then its affinity and SNAT findings.
+    The figure shows the clients of ``sections["affinity"]`` (flows on their top
+    backend, left) and the flow diagram of ``sections["node_path"]`` (entry node
+    -> backend node, right); the table the affinity rows of the Service port,
+    then its affinity, SNAT and path findings.
 
     Attributes
     ----------
@@ -309,25 +310,28 @@ class AffinityExplorer(_Explorer):
         return frame[frame["service_port_name"].astype("str") == str(self.service.value)]
 
     def _draw(self, figure: Figure) -> tuple[str, str]:
-        from .plotting import plot_flow_diagram
+        from .plotting import plot_affinity, plot_flow_diagram
 
-        node_path = self._of_service("node_path")
-        if node_path is None:
-            text = self._missing(figure, "node_path")
-        elif node_path.empty:
-            figure.subplots().set_axis_off()
-            text = f"<p>No NodePort path recorded for {html.escape(str(self.service.value))}.</p>"
-        else:
-            plot_flow_diagram(node_path, ax=figure.subplots())
-            text = f"<p>Where connections to {html.escape(str(self.service.value))} entering each node were served.</p>"
+        service = str(self.service.value)
+        left, right = figure.subplots(1, 2)
         affinity = self._of_service("affinity")
-        if affinity is None:
-            table = _table_html(pd.DataFrame(), self.analysis.missing.get("affinity", "No affinity section."))
+        node_path = self._of_service("node_path")
+        text = ""
+        if affinity is None or affinity.empty:
+            left.set_axis_off()
+            why = self.analysis.missing.get("affinity", "no conntrack flows of this Service port")
+            text += f"<p>Affinity per client cannot be shown: {html.escape(why)}</p>"
         else:
-            table = _table_html(affinity, "No affinity rows for this Service port.")
+            plot_affinity(affinity, service, ax=left)
+        if node_path is None or node_path.empty:
+            right.set_axis_off()
+            why = self.analysis.missing.get("node_path", "no conntrack flows of this Service port")
+            text += f"<p>No NodePort path recorded for {html.escape(service)}: {html.escape(why)}</p>"
+        else:
+            plot_flow_diagram(node_path, ax=right)
+        table = "" if affinity is None else _table_html(affinity, "No affinity rows for this Service port.")
         findings = self.analysis.findings
-        mine = findings[(findings["service"].astype("str") == str(self.service.value))
-                        & findings["code"].astype("str").isin(self.CODES)]
+        mine = findings[(findings["service"].astype("str") == service) & findings["code"].astype("str").isin(self.CODES)]
         return text, table + _table_html(mine, "No affinity or path finding for this Service port.")
 
 

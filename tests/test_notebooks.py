@@ -131,7 +131,9 @@ def test_notebook_runs(name, kernel_dir):
 @pytest.mark.slow
 @pytest.mark.root
 @pytest.mark.xfail(NEEDS_ANALYZE, strict=True, reason="npanalytics.analyze has not landed yet")
-def test_lab_notebook_runs(need_root, need_binary, kernel_dir):
+def test_lab_notebook_runs(need_root, need_binary, kernel_dir, tmp_path, monkeypatch):
     for binary in ("iptables-legacy", "nft", "conntrack"):
         need_binary(binary)
+    monkeypatch.setenv("TMPDIR", str(tmp_path))  # the kernel inherits it: the recording lands here
     _run_and_check("06-lab", kernel_dir)
+    assert list(tmp_path.iterdir()) == []  # the notebook cleaned up after itself

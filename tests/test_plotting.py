@@ -14,6 +14,7 @@ from matplotlib.container import BarContainer, ErrorbarContainer  # noqa: E402
 
 import npanalytics  # noqa: E402
 from npanalytics.plotting import (  # noqa: E402
+    plot_affinity,
     plot_conntrack_pressure,
     plot_flow_diagram,
     plot_lorenz,
@@ -329,3 +330,30 @@ def test_importing_npanalytics_does_not_import_matplotlib():
     code = "import sys, npanalytics; print('matplotlib' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+# -- affinity -------------------------------------------------------------------------------
+
+def affinity_frame():
+    rows = []
+    for client, flows, top, backend in (("198.18.9.1", 60, 1.0, "10.0.0.1"), ("198.18.9.2", 30, 0.5, "10.0.0.2"),
+                                        ("198.18.9.3", 10, 1.0, "10.0.0.1")):
+        rows.append({"service_port_name": SPN, "client": client, "session_affinity": "ClientIP", "flows": flows,
+                     "client_share": flows / 100, "top_backend": backend, "top_backend_share": top, "backends": 1,
+                     "nodes": 1, "max_backends_per_node": 1, "node_local_affinity": False, "snat_ratio": 0.0,
+                     "service_clients": 3, "effective_clients": 2.45, "service_backends": 2, "backend_cv": 0.4,
+                     "no_affinity_cv": 0.1, "affinity_cv": 0.5, "p_value": 0.001})
+    return frame_from_records(rows, "affinity")
+
+
+def test_affinity_splits_each_clients_flows_at_its_top_backend():
+    ax = plot_affinity(affinity_frame(), SPN)
+    (top,) = by_label(ax, "flows on the client's top backend")
+    (rest,) = by_label(ax, "flows on other backends")
+    assert [p.get_width() for p in top.patches] == [10, 15, 60]  # busiest client on top (last)
+    assert [(p.get_x(), p.get_width()) for p in rest.patches][1] == (15, 15)
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["198.18.9.3", "198.18.9.2", "198.18.9.1"]
+    assert [t.get_text() for t in ax.texts] == ["→ 10.0.0.1", "→ 10.0.0.2", "→ 10.0.0.1"]
+    assert "2.5 effective of 3 clients" in ax.get_title()
+    with pytest.raises(ValueError, match="service_port_name"):
+        plot_affinity(affinity_frame(), "default/nope:http")

@@ -156,13 +156,31 @@ def test_troubleshooting_explorer_filters_findings(analysis):
 def test_affinity_explorer_draws_the_node_path_and_says_what_is_missing(analysis):
     explorer = AffinityExplorer(analysis)
     explorer.service.value = WEB
-    ax = explorer.figure.axes[0]
+    ax = explorer.figure.axes[1]
     assert sorted(line.get_gid() for line in ax.lines) == [
         "entry_node:node-a -> backend_node:node-a", "entry_node:node-a -> backend_node:node-b"]
-    assert "collect conntrack -L on each node" in explorer.table.value  # affinity is missing
+    assert "collect conntrack -L on each node" in explorer.text.value  # affinity is missing
     assert "affinity-concentration" in explorer.table.value and "no-ready-endpoints" not in explorer.table.value
     explorer.service.value = API
-    assert len(explorer.figure.axes[0].lines) == 0 and "No NodePort path" in explorer.text.value
+    assert len(explorer.figure.axes[1].lines) == 0 and "No NodePort path" in explorer.text.value
+
+
+def test_affinity_explorer_draws_the_clients(analysis):
+    rows = [{"service_port_name": spn, "client": client, "session_affinity": "ClientIP", "flows": flows,
+             "client_share": 0.5, "top_backend": "10.0.0.1", "top_backend_share": 1.0, "backends": 1, "nodes": 1,
+             "max_backends_per_node": 1, "node_local_affinity": False, "snat_ratio": 0.0, "service_clients": 2,
+             "effective_clients": 2.0, "service_backends": 2, "backend_cv": 0.0, "no_affinity_cv": 0.1,
+             "affinity_cv": 0.5, "p_value": 0.5}
+            for spn, client, flows in ((WEB, "198.18.9.1", 7), (WEB, "198.18.9.2", 5), (API, "198.18.9.3", 3))]
+    analysis.sections["affinity"] = frame_from_records(rows, "affinity")
+    explorer = AffinityExplorer(analysis)
+    explorer.service.value = WEB
+    (top,) = [c for c in explorer.figure.axes[0].containers if c.get_label().startswith("flows on the client")]
+    assert [p.get_width() for p in top.patches] == [5, 7]
+    assert "198.18.9.1" in explorer.table.value and "198.18.9.3" not in explorer.table.value
+    explorer.service.value = API
+    (top,) = [c for c in explorer.figure.axes[0].containers if c.get_label().startswith("flows on the client")]
+    assert [p.get_width() for p in top.patches] == [3]
 
 
 def test_overhead_explorer_marks_your_service_count_and_published_numbers(analysis):

@@ -5,6 +5,7 @@ Nothing here computes a statistic: every function draws the rows of a result
 (``pip install 'npanalytics[plot]'``); ``import npanalytics`` does not import it.
 """
 
+from .affinity import plot_affinity
 from .flow import plot_flow_diagram
 from .overhead import plot_overhead
 from .pressure import plot_conntrack_pressure
@@ -17,4 +18,5 @@ __all__ = [
     "plot_shares_over_time",
     "plot_overhead",
     "plot_conntrack_pressure",
+    "plot_affinity",
 ]
