@@ -163,7 +163,8 @@ def _meta(obj: Mapping[str, Any], kind: str) -> tuple[str, str, Mapping[str, Any
     namespace = meta.get("namespace")
     if namespace is not None and not isinstance(namespace, str):
         raise _BadObject(f"a {kind} whose metadata.namespace is a string")
-    return namespace or "", meta["name"], meta
+    # a namespaced object written without a namespace (a manifest) lives in "default"
+    return namespace or ("" if kind == "Node" else "default"), meta["name"], meta
 
 
 def _labels_json(meta: Mapping[str, Any]) -> str:
@@ -180,7 +181,6 @@ def _protocol(value: Any) -> str:
 
 def _service_rows(obj: Mapping[str, Any], source: str) -> list[dict[str, Any]]:
     namespace, name, meta = _meta(obj, "Service")
-    namespace = namespace or "default"
     spec = obj.get("spec") or {}
     affinity = spec.get("sessionAffinity")
     timeout = None
@@ -324,7 +324,7 @@ def _pod_row(obj: Mapping[str, Any]) -> dict[str, Any]:
     spec, status = obj.get("spec") or {}, obj.get("status") or {}
     owner = next((o for o in meta.get("ownerReferences") or [] if o.get("controller")), {})
     return {
-        "namespace": namespace or "default",
+        "namespace": namespace,
         "pod": name,
         "node": spec.get("nodeName"),
         "host_ip": status.get("hostIP"),
@@ -734,7 +734,7 @@ def _endpoint_state(resource: str, obj: Mapping[str, Any]) -> tuple[str, str | N
     rows = _rows(resource, obj, "api")
     namespace, name, _ = _meta(obj, "EndpointSlice" if resource == "endpointslices" else "Endpoints")
     addresses = {r["address"]: (r["ready"], r["serving"], r["terminating"], r["node"]) for r in rows}
-    return namespace or "default", _service_of(obj, resource), name, addresses
+    return namespace, _service_of(obj, resource), name, addresses
 
 
 def _diff(old: tuple[str, str | None, str, dict[str, _Conditions]] | None,
