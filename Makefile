@@ -9,8 +9,9 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 # Debian packages the tests use: the lab's kernel data plane, the conntrack tools, and
-# prometheus/promtool (the metrics writers are checked against the real server).
-APT_PACKAGES := iptables nftables conntrack iproute2 procps prometheus
+# prometheus/promtool (the metrics writers are checked against the real server), and
+# chromium + its driver (the HTML report is opened in headless Chromium).
+APT_PACKAGES := iptables nftables conntrack iproute2 procps prometheus chromium chromium-driver
 PYTEST_ARGS ?=
 
 .PHONY: report test venv system-deps bench clean
