@@ -30,6 +30,7 @@ from .collectors import get_kube_proxy, get_kube_state, kube_proxy_frames, kube_
 
 from .collectors import EndpointSnapshot, get_endpoint_snapshot, read_k8s_objects, watch_endpoints
 from .datasets import Dataset, list_datasets, load_dataset
+from .analysis import Analysis, analyze
 from .schemas import SCHEMAS, validate_frame
 
 __version__ = "0.1.0"
@@ -66,6 +67,8 @@ __all__ = [
     "Dataset",
     "list_datasets",
     "load_dataset",
+    "Analysis",
+    "analyze",
     "SCHEMAS",
     "validate_frame",
 ]
