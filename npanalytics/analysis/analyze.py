@@ -1,0 +1,315 @@
+"""``analyze(dataset)``: every analysis a dataset allows, in one :class:`Analysis`.
+
+Pure: frames (and the recording's facts) in, an :class:`~npanalytics.analysis.result.Analysis`
+out. The steps:
+
+1. labels: endpoint address -> pod, node, zone, from ``k8s_endpoints``/``k8s_pods``/
+   ``k8s_nodes`` frames when present, else from the lab recording's topology;
+2. load per backend (:mod:`.load`) from conntrack, rule counters and the lab's ground
+   truth, for the whole recording (``window_start`` NaT) and, when the recording has
+   events with rules dumped before each, per window between events;
+3. the expected model (:mod:`.expected`) per window: the rules in force (or, without
+   rules, the Service spec and its endpoints), weighted by the client-to-node mix;
+4. skew statistics and G-tests (:mod:`.skew`);
+5. the topic sections (affinity, long-lived connections, proxy overhead, conntrack
+   pressure) and the diagnostics, each from its module;
+6. attribution (:mod:`.attribution`): findings that explain the skew.
+
+The whole-recording window is compared with the final configuration (a snapshot is
+what a user has of a live cluster); per-event windows with the rules of each window.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from collections.abc import Mapping
+from typing import Any, Callable
+
+import pandas as pd
+
+from ..datasets import Dataset
+from ..schemas import empty_frame, validate_frame
+from .attribution import ALPHA, attribute_skew, sort_findings
+from .expected import client_node_mix, expected_shares, selection_from_rules, selection_from_spec
+from .load import (
+    backend_labels,
+    concat_frames,
+    conntrack_load,
+    ground_truth_load,
+    node_path,
+    rules_load,
+    topology_from_recording,
+)
+from .result import Analysis
+from .skew import skew_table
+
+__all__ = ["TOPICS", "analyze"]
+
+TOPICS = (
+    ("affinity", "affinity", "affinity_section"),
+    ("long_lived", "longlived", "long_lived_section"),
+    ("overhead", "overhead", "overhead_section"),
+    ("conntrack_pressure", "pressure", "pressure_section"),
+)
+"""``(section name, module of npanalytics.analysis, function)`` of each topic. Each
+function takes the frames by name and returns ``(section or None, findings, missing
+reason or None)``."""
+
+DIAGNOSTICS = ("diagnostics", "diagnose")
+"""``(module, function)`` of the diagnostics: ``diagnose(frames) -> findings``."""
+
+# Which measure of each source the skew compares (the schema of kind skew: connections,
+# requests for ground truth).
+_SKEW_MEASURE = {"conntrack": "connections", "rules": "connections", "metrics": "requests", "ground_truth": "requests"}
+
+_HOW = {
+    "conntrack": "conntrack flows: collect `conntrack -L` on each node (with net.netfilter.nf_conntrack_acct=1 "
+                 "for bytes) together with kube-proxy's rules of the same node",
+    "rules": "rule counters: dump kube-proxy's rules with counters on each node (`iptables-save -c`, "
+             "`nft list ruleset`, `ipvsadm -Ln --stats`)",
+    "labels": "pod, node and zone of each endpoint: collect EndpointSlices, pods and nodes "
+              "(npanalytics.collectors k8s snapshot or `kubectl get endpointslices,pods,nodes -o json`)",
+    "model": "the expected distribution needs kube-proxy's rules (proxy_services + proxy_endpoints) or the "
+             "Services with their EndpointSlices and nodes",
+    "node_path": "the NodePort path needs conntrack flows of every node (with a node column) and the rules",
+}
+
+
+def _topic(module: str, function: str) -> Callable[..., Any] | None:
+    """The topic function, or None while its module is not written yet."""
+    name = f"{__package__}.{module}"
+    if importlib.util.find_spec(name) is None:
+        return None
+    return getattr(importlib.import_module(name), function)
+
+
+def _by_kind(frames: Mapping[str, pd.DataFrame], kinds: Mapping[str, str], kind: str) -> pd.DataFrame | None:
+    """The frame named ``kind`` (validated), else None."""
+    df = frames.get(kind)
+    if df is None or kinds.get(kind, kind) != kind:
+        return None
+    return validate_frame(df, kind)
+
+
+def _events(recording: Mapping[str, Any], frames: Mapping[str, pd.DataFrame]) -> list[pd.Timestamp]:
+    """Event times when every event has the rules dumped before it."""
+    events = recording.get("events") or []
+    times = []
+    for k, event in enumerate(events, 1):
+        if f"proxy_endpoints_before_event_{k}" not in frames or "time" not in event:
+            return []
+        times.append(pd.Timestamp(event["time"]).tz_convert("UTC"))
+    return times
+
+
+def _gt_window(later: pd.DataFrame, earlier: pd.DataFrame | None) -> pd.DataFrame:
+    """Counts between two cumulative ground-truth snapshots."""
+    if earlier is None:
+        return later
+    key = ["pod", "node", "client"]
+    a = later.astype({k: "str" for k in key}).set_index(key)[["requests", "connections"]]
+    b = earlier.astype({k: "str" for k in key}).set_index(key)[["requests", "connections"]]
+    diff = a.sub(b, fill_value=0).clip(lower=0).astype("int64").reset_index()
+    for k in key:
+        diff[k] = diff[k].astype("category")
+    return validate_frame(diff, "ground_truth")
+
+
+def _single_spn(services: pd.DataFrame | None) -> str | None:
+    if services is None:
+        return None
+    spns = services["service_port_name"].dropna().astype("str").unique()
+    return str(spns[0]) if len(spns) == 1 else None
+
+
+def _policies(services: pd.DataFrame | None, k8s_services: pd.DataFrame | None) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for df in (k8s_services, services):
+        if df is None:
+            continue
+        for r in df.dropna(subset=["service_port_name"]).itertuples(index=False):
+            out.setdefault(str(r.service_port_name), {
+                "external_traffic_policy": None if pd.isna(r.external_traffic_policy) else str(r.external_traffic_policy),
+                "session_affinity": None if pd.isna(r.session_affinity) else str(r.session_affinity),
+            })
+    return out
+
+
+def _provenance(dataset: Any) -> dict[str, Any]:
+    if isinstance(dataset, Dataset):
+        return {
+            "name": dataset.name,
+            "description": dataset.description,
+            "recording": dataset.recording,
+            "frames": {f: {"kind": dataset.kinds[f], "rows": int(len(df))} for f, df in dataset.frames.items()},
+        }
+    return {"name": None, "description": "frames given directly", "recording": {},
+            "frames": {f: {"rows": int(len(df))} for f, df in dataset.items()}}
+
+
+def _whole_recording(per_window: pd.DataFrame, final_rules: pd.DataFrame) -> pd.DataFrame:
+    """Rule counters of all windows summed into the whole recording (window NaT).
+
+    ``programmed`` is then whether the final rules still have the endpoint.
+    """
+    if per_window.empty:
+        return per_window
+    node = final_rules["node"].astype("str") if "node" in final_rules else pd.Series("", index=final_rules.index)
+    final = set(zip(final_rules["service_port_name"].astype("str"), node, final_rules["endpoint_ip"].astype("str")))
+    key = ["service_port_name", "source", "measure", "entry_node", "endpoint_ip", "pod", "node", "zone"]
+    whole = per_window.groupby(key, observed=True, dropna=False, sort=True)["value"].sum().reset_index()
+    nat = pd.Series(pd.NaT, index=whole.index, dtype="datetime64[ns, UTC]")
+    whole = whole.assign(window_start=nat, window_end=nat)
+    whole["programmed"] = pd.array([(str(s), str(n), str(ip)) in final for s, n, ip in zip(
+        whole["service_port_name"], whole["entry_node"], whole["endpoint_ip"])], dtype="boolean")
+    return concat_frames([whole[per_window.columns]], "backend_load")
+
+
+def analyze(dataset: Dataset | Mapping[str, pd.DataFrame], *, n_boot: int = 1000, seed: int = 0,
+            alpha: float = ALPHA) -> Analysis:
+    """Analyse one dataset: skew, its expected model and causes, and every topic it allows.
+
+    Parameters
+    ----------
+    dataset : Dataset or mapping of str to pandas.DataFrame
+        A dataset (:func:`npanalytics.load_dataset`) or frames by kind name
+        (``conntrack_flows``, ``proxy_services``, ``proxy_endpoints``,
+        ``ground_truth``, ``k8s_services``, ``k8s_endpoints``, ``k8s_pods``,
+        ``k8s_nodes``, ...).
+    n_boot, seed : int
+        Bootstrap replicates and seed of the share intervals.
+    alpha : float
+        Significance level of the G-tests.
+
+    Returns
+    -------
+    Analysis
+        ``skew``/``skew_summary`` per Service port, window, source and grouping;
+        ``findings`` most severe first; ``sections`` (``"load"``, ``"node_path"``
+        and the topics'); ``missing`` (what could not be computed and how to
+        collect it); ``provenance``.
+
+    Raises
+    ------
+    SchemaError
+        When a frame does not follow the spec of its kind (naming the kind and every
+        problem).
+    """
+    frames: Mapping[str, pd.DataFrame] = dataset.frames if isinstance(dataset, Dataset) else dataset
+    kinds = dataset.kinds if isinstance(dataset, Dataset) else {k: k for k in frames}
+    recording = dataset.recording if isinstance(dataset, Dataset) else {}
+    for name, df in frames.items():
+        validate_frame(df, kinds[name])
+    result = Analysis(provenance=_provenance(dataset))
+    missing = result.missing
+
+    flows = _by_kind(frames, kinds, "conntrack_flows")
+    services = _by_kind(frames, kinds, "proxy_services")
+    endpoints = _by_kind(frames, kinds, "proxy_endpoints")
+    truth = _by_kind(frames, kinds, "ground_truth")
+    k8s = {k: _by_kind(frames, kinds, k) for k in ("k8s_services", "k8s_endpoints", "k8s_pods", "k8s_nodes")}
+
+    # 1. labels
+    pods, nodes = k8s["k8s_pods"], k8s["k8s_nodes"]
+    if pods is None or nodes is None:
+        rec_pods, rec_nodes = topology_from_recording(recording)
+        pods = pods if pods is not None else (rec_pods if len(rec_pods) else None)
+        nodes = nodes if nodes is not None else (rec_nodes if len(rec_nodes) else None)
+    labels = backend_labels(pods, nodes, k8s["k8s_endpoints"])
+    if labels.empty:
+        missing["labels"] = _HOW["labels"]
+
+    # 2. load per backend, and 3. the expected model, per window
+    events = _events(recording, frames)
+    start = pd.Timestamp(recording["traffic_started_utc"]) if recording.get("traffic_started_utc") else pd.NaT
+    end = pd.Timestamp(recording["traffic_finished_utc"]) if recording.get("traffic_finished_utc") else pd.NaT
+    bounds = [start, *events, end]
+    windows = list(zip(bounds[:-1], bounds[1:])) if events else []
+    loads: list[pd.DataFrame] = []
+    selections: list[pd.DataFrame] = []
+    if flows is not None and services is not None:
+        loads.append(conntrack_load(flows, services, labels=labels, proxy_endpoints=endpoints))
+    else:
+        missing["conntrack"] = _HOW["conntrack"]
+    if endpoints is not None:
+        rules_frames = [validate_frame(frames[f"proxy_endpoints_before_event_{k}"], "proxy_endpoints")
+                        for k in range(1, len(events) + 1)] + [endpoints]
+        if windows:
+            per_window = [rules_load(f, labels=labels, window_start=w0, window_end=w1)
+                          for f, (w0, w1) in zip(rules_frames, windows)]
+            loads += per_window
+            loads.append(_whole_recording(concat_frames(per_window, "backend_load"), endpoints))
+        else:
+            loads.append(rules_load(endpoints, labels=labels))
+        if not any(len(x) and (x["source"] == "rules").any() for x in loads):
+            missing["rules"] = _HOW["rules"]
+        if services is not None:
+            selections.append(selection_from_rules(endpoints, services))
+            for f, (w0, _) in zip(rules_frames, windows):
+                selections.append(selection_from_rules(f, services, window_start=w0))
+    else:
+        missing["rules"] = _HOW["rules"]
+    if not selections and all(k8s[k] is not None for k in ("k8s_services", "k8s_endpoints", "k8s_nodes")):
+        selections.append(selection_from_spec(k8s["k8s_services"], k8s["k8s_endpoints"], k8s["k8s_nodes"]))
+    spn = _single_spn(services)
+    if truth is not None and spn is not None:
+        loads.append(ground_truth_load(truth, spn, labels=labels))
+        cumulative = [validate_frame(frames[f"ground_truth_after_event_{k}"], "ground_truth")
+                      for k in range(1, len(events) + 1) if f"ground_truth_after_event_{k}" in frames]
+        if windows and len(cumulative) == len(events):
+            snaps = [*cumulative, truth]
+            for i, (w0, w1) in enumerate(windows):
+                piece = _gt_window(snaps[i], snaps[i - 1] if i else None)
+                loads.append(ground_truth_load(piece, spn, labels=labels, window_start=w0, window_end=w1))
+    load = concat_frames(loads, "backend_load")
+    selection = concat_frames(selections, "endpoint_selection")
+    if selection.empty:
+        missing["model"] = _HOW["model"]
+    result.sections["load"] = load
+
+    if flows is not None and services is not None:
+        path = node_path(flows, services, labels=labels, nodes=nodes)
+        if len(path):
+            result.sections["node_path"] = path
+        else:
+            missing["node_path"] = _HOW["node_path"]
+    else:
+        missing["node_path"] = _HOW["node_path"]
+
+    # 4. skew against the model
+    measure = load["source"].astype("str").map(_SKEW_MEASURE)
+    compared = load[load["measure"].astype("str") == measure]
+    expected = (expected_shares(selection, compared, client_node_mix(load), labels)
+                if len(selection) and len(compared) else None)
+    result.skew, result.skew_summary = skew_table(compared, expected, n_boot=n_boot, seed=seed)
+
+    # 5. topics and diagnostics
+    topic_findings = [empty_frame("findings")]
+    for section, module, function in TOPICS:
+        fn = _topic(module, function)
+        if fn is None:  # integration point: the module is written in parallel (issue #6)
+            missing[section] = f"not available yet: npanalytics.analysis.{module}.{function}"
+            continue
+        frame, found, reason = fn(frames)
+        # a topic with several frames (overhead: "overhead" and "overhead_fit") returns dicts by section
+        if isinstance(frame, Mapping):
+            result.sections.update({k: v for k, v in frame.items() if v is not None})
+        elif frame is not None:
+            result.sections[section] = frame
+        if isinstance(reason, Mapping):
+            missing.update({k: v for k, v in reason.items() if v})
+        elif reason:
+            missing[section] = reason
+        topic_findings.append(validate_frame(found, "findings"))
+    diagnose = _topic(*DIAGNOSTICS)
+    if diagnose is not None:
+        topic_findings.append(validate_frame(diagnose(frames), "findings"))
+    topics = concat_frames(topic_findings, "findings")
+
+    # 6. attribution
+    attributed = attribute_skew(result.skew, result.skew_summary, load,
+                                policies=_policies(services, k8s["k8s_services"]),
+                                topic_findings=topics, alpha=alpha)
+    result.findings = sort_findings(concat_frames([attributed, topics], "findings"))
+    return result
