@@ -206,8 +206,9 @@ def test_flow_diagram_names_missing_columns():
 
 def test_shares_over_time_marks_churn_of_this_service_only():
     t0 = pd.Timestamp("2026-01-01 10:00", tz="UTC")
-    skew = skew_frame(*(skew_rows(window=t0 + pd.Timedelta(minutes=m), shares=(0.4 + 0.1 * m, 0.6 - 0.1 * m))
-                        for m in range(3)), skew_rows(shares=(0.5, 0.5)))
+    skew = skew_frame(*(skew_rows(source="rules", window=t0 + pd.Timedelta(minutes=m),
+                                  shares=(0.4 + 0.1 * m, 0.6 - 0.1 * m)) for m in range(3)),
+                      skew_rows(shares=(0.5, 0.5)))  # conntrack: whole recording only
     churn = frame_from_records([
         {"timestamp": t0 + pd.Timedelta(seconds=90), "namespace": "default", "service": "web", "slice": "web-x",
          "address": "10.0.0.3", "event": "removed", "resource_version": "7"},
@@ -220,6 +221,9 @@ def test_shares_over_time_marks_churn_of_this_service_only():
     assert list(lines["web-1"].get_ydata()) == pytest.approx([0.4, 0.5, 0.6])  # the NaT snapshot is left out
     marks = [line for line in ax.lines if (line.get_gid() or "").startswith("churn")]
     assert [m.get_gid() for m in marks] == ["churn removed 10.0.0.3"]
+    assert "rules" in ax.get_title()  # the source that has windows
+    with pytest.raises(ValueError, match="no windowed skew rows"):
+        plot_shares_over_time(skew_frame(skew_rows()), SPN)
     x = matplotlib.dates.date2num(marks[0].get_xdata()[0])
     assert x == pytest.approx(matplotlib.dates.date2num((t0 + pd.Timedelta(seconds=90)).to_pydatetime()))
 

@@ -177,7 +177,8 @@ def plot_shares_over_time(
     Parameters
     ----------
     skew : pandas.DataFrame
-        Kind ``skew`` with windowed rows (``window_start`` set).
+        Kind ``skew``; only its windowed rows (``window_start`` set) are drawn, and
+        the default source and grouping are chosen among them.
     service_port_name : str
         The Service port.
     churn : pandas.DataFrame, optional
@@ -193,8 +194,15 @@ def plot_shares_over_time(
     matplotlib.axes.Axes
         One line per backend (label = backend), x = ``window_start``.
     """
-    rows, chosen = select_skew(skew, service_port_name, source=source, group=group, window_start="all")
-    rows = rows[rows["window_start"].notna()].sort_values("window_start")
+    validate_frame(skew, "skew")
+    windowed = skew[skew["window_start"].notna()]
+    if not (windowed["service_port_name"].astype("str") == service_port_name).any():
+        raise ValueError(
+            f"{service_port_name} has no windowed skew rows (windows come from recordings with events); "
+            "plot_share_vs_expected shows the whole recording"
+        )
+    rows, chosen = select_skew(windowed, service_port_name, source=source, group=group, window_start="all")
+    rows = rows.sort_values("window_start")
     ax = axes(ax)
     for backend, part in rows.groupby(rows["backend"].astype("str"), sort=True):
         when = part["window_start"].dt.tz_convert("UTC").dt.tz_localize(None)
