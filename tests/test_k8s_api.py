@@ -18,7 +18,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from npanalytics import CollectorError, get_endpoint_snapshot, read_k8s_objects, watch_endpoints
+from npanalytics import CollectorError, ParseError, get_endpoint_snapshot, read_k8s_objects, watch_endpoints
+from npanalytics.collectors.k8s import read_endpoint_watch_log
 from npanalytics.lab.apiserver import LabApiServer, kubeconfig_dict
 from npanalytics.lab.k8s_objects import cluster_objects
 from npanalytics.lab.scenario import scenario_from_dict
@@ -322,13 +323,14 @@ def _finish(thread, result):
     return result["value"]
 
 
-def test_watch_records_changes_and_resumes_after_a_dropped_connection(server):
+def test_watch_records_changes_and_resumes_after_a_dropped_connection(server, tmp_path):
     address = {p: None for p in ("web-1", "web-3", "api-1")}
     snap = get_endpoint_snapshot(kubeconfig=server.kubeconfig)
     for pod in address:
         address[pod] = snap.endpoints.set_index("target_pod").loc[pod, "address"].iloc[0] \
             if pod.startswith("web") else snap.endpoints.set_index("target_pod").loc[pod, "address"]
-    thread, result = _in_thread(watch_endpoints, 2.0, kubeconfig=server.kubeconfig)
+    log = tmp_path / "watch.jsonl"
+    thread, result = _in_thread(watch_endpoints, 2.0, kubeconfig=server.kubeconfig, record_to=log)
     _wait_for_watch(server)
     server.set_pod_states({"web-1": {"ready": False}})                       # A: changed
     time.sleep(0.3)
@@ -354,10 +356,20 @@ def test_watch_records_changes_and_resumes_after_a_dropped_connection(server):
     assert watches[1].query["resourceVersion"] == churn["resource_version"].iloc[0]
     assert any("dropped" in n and "resumed" in n for n in churn.attrs["notes"])
     assert all(w.query["allowWatchBookmarks"] == "true" and int(w.query["timeoutSeconds"]) <= 2 for w in watches)
+    pd.testing.assert_frame_equal(read_endpoint_watch_log(log), churn)
 
 
-def test_watch_relists_after_410(server):
-    thread, result = _in_thread(watch_endpoints, 1.5, kubeconfig=server.kubeconfig)
+def test_watch_log_errors_name_the_line(tmp_path):
+    path = tmp_path / "watch.jsonl"
+    path.write_text('{"observed": "2026-01-01T00:00:00Z", "type": "LIST", "resource": "endpointslices",'
+                    ' "resourceVersion": "1", "items": []}\n{"observed": "2026-01-01T00:00:01Z", "type": "MODIFIED"}\n')
+    with pytest.raises(ParseError, match=r"watch\.jsonl:2: expected a watch log entry"):
+        read_endpoint_watch_log(path)
+
+
+def test_watch_relists_after_410(server, tmp_path):
+    log = tmp_path / "watch.jsonl"
+    thread, result = _in_thread(watch_endpoints, 1.5, kubeconfig=server.kubeconfig, record_to=log)
     _wait_for_watch(server)
     server.set_pod_states({"web-2": {"ready": True}})  # A, seen by the watch
     time.sleep(0.3)
@@ -382,6 +394,8 @@ def test_watch_relists_after_410(server):
     assert "continue" not in relist.query and server.requests[2].status == 200
     assert server.requests[-1].query["resourceVersion"] == churn["resource_version"].iloc[1]
     assert any("410" in n and "listed the slices again" in n for n in churn.attrs["notes"])
+    assert [json.loads(line)["type"] for line in log.read_text().splitlines()] == ["LIST", "MODIFIED", "RELIST"]
+    pd.testing.assert_frame_equal(read_endpoint_watch_log(log), churn)
 
 
 def test_watch_gives_up_after_too_many_drops(server):

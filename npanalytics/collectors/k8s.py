@@ -46,6 +46,7 @@ __all__ = [
     "get_endpoint_snapshot",
     "watch_endpoints",
     "read_k8s_objects",
+    "read_endpoint_watch_log",
     "SNAPSHOT_KINDS",
     "DEFAULT_PAGE_LIMIT",
 ]
@@ -788,6 +789,7 @@ def watch_endpoints(
     limit: int = DEFAULT_PAGE_LIMIT,
     max_reconnects: int = MAX_WATCH_RECONNECTS,
     connect_timeout: float = 10.0,
+    record_to: str | os.PathLike[str] | None = None,
 ) -> pd.DataFrame:
     """Record every EndpointSlice endpoint change for ``duration`` seconds.
 
@@ -813,6 +815,10 @@ def watch_endpoints(
         from the last resourceVersion seen (so no change is lost or repeated).
     connect_timeout : float, default 10
         Connect timeout of each request in seconds.
+    record_to : path, optional
+        Write the watch log there: one JSON line per (re)list and per event,
+        with the time it was observed. :func:`read_endpoint_watch_log` turns
+        it into the same frame again (datasets keep it as the churn's raw file).
 
     Returns
     -------
@@ -844,31 +850,82 @@ def watch_endpoints(
     if not isinstance(max_reconnects, int) or max_reconnects < 0:
         raise ValueError(f"max_reconnects must be an int >= 0, got {max_reconnects!r}")
     api_client, owned = _api_client(client, kubeconfig, context)
+    log = open(record_to, "wb") if record_to is not None else None  # noqa: SIM115 - closed below
     try:
         return _Watcher(api_client, namespace, label_selector, limit, max_reconnects,
-                        connect_timeout).run(float(duration))
+                        connect_timeout, log).run(float(duration))
     finally:
+        if log is not None:
+            log.close()
         if owned:
             api_client.close()
+
+
+class _Churn:
+    """Endpoint state by object, and the churn rows of every change applied to it.
+
+    Live watches and :func:`read_endpoint_watch_log` drive the same methods, so a
+    recorded log gives the same rows again.
+    """
+
+    def __init__(self) -> None:
+        self.rows: list[dict[str, Any]] = []
+        self.state: dict[str, tuple[str, str | None, str, dict[str, _Conditions]]] = {}
+
+    def listed(self, resource: str, items: Sequence[Mapping[str, Any]], when: pd.Timestamp,
+               version: str, report: bool) -> None:
+        """A (re)list: the new baseline; with ``report``, the differences become rows."""
+        new = {}
+        for obj in items:
+            state = _endpoint_state(resource, obj)
+            new[f"{state[0]}/{state[2]}"] = state
+        if report:
+            for key in sorted(set(self.state) | set(new)):
+                self.rows.extend(_diff(self.state.get(key), new.get(key), when, version))
+        self.state = new
+
+    def event(self, resource: str, kind: str, obj: Mapping[str, Any], when: pd.Timestamp) -> None:
+        """One ADDED/MODIFIED/DELETED watch event."""
+        state = _endpoint_state(resource, obj)
+        key = f"{state[0]}/{state[2]}"
+        version = str((obj.get("metadata") or {}).get("resourceVersion", ""))
+        old = self.state.get(key)
+        if kind == "DELETED":
+            self.rows.extend(_diff(old, None, when, version) if old else [])
+            self.state.pop(key, None)
+        else:
+            self.rows.extend(_diff(old, state, when, version))
+            self.state[key] = state
+
+    def frame(self) -> pd.DataFrame:
+        return validate_frame(frame_from_records(self.rows, "endpoint_churn"), "endpoint_churn")
+
+
+def _log_time(when: pd.Timestamp) -> str:
+    return when.strftime("%Y-%m-%dT%H:%M:%S.%f") + f"{when.nanosecond:03d}Z"
 
 
 class _Watcher:
     """The state of one watch_endpoints window."""
 
     def __init__(self, api_client: Any, namespace: str | None, label_selector: str | None, limit: int,
-                 max_reconnects: int, connect_timeout: float) -> None:
+                 max_reconnects: int, connect_timeout: float, log: Any = None) -> None:
         self.api_client = api_client
         self.namespace = namespace
         self.label_selector = label_selector
         self.limit = limit
         self.max_reconnects = max_reconnects
         self.connect_timeout = connect_timeout
+        self.log = log
         self.notes: list[str] = []
-        self.rows: list[dict[str, Any]] = []
-        self.state: dict[str, tuple[str, str | None, str, dict[str, _Conditions]]] = {}
+        self.churn = _Churn()
         self.version = ""
         self.resource = "endpointslices"
         self.api = _Api(api_client, self.resource, namespace, label_selector, DEFAULT_REQUEST_TIMEOUT)
+
+    def record(self, entry: dict[str, Any]) -> None:
+        if self.log is not None:
+            self.log.write(json.dumps(entry, separators=(",", ":")).encode() + b"\n")
 
     def relist(self, report: bool) -> None:
         try:
@@ -881,30 +938,16 @@ class _Watcher:
             self.api = _Api(self.api_client, "endpoints", self.namespace, self.label_selector,
                             DEFAULT_REQUEST_TIMEOUT)
             items, self.version, _ = _list_all(self.api, self.limit, self.notes)
-        new = {}
-        for obj in items:
-            state = _endpoint_state(self.resource, obj)
-            new[f"{state[0]}/{state[2]}"] = state
-        if report:
-            when = pd.Timestamp.now(tz="UTC")
-            for key in sorted(set(self.state) | set(new)):
-                old, cur = self.state.get(key), new.get(key)
-                version = self.version
-                self.rows.extend(_diff(old, cur, when, version))
-        self.state = new
+        when = pd.Timestamp.now(tz="UTC")
+        self.record({"observed": _log_time(when), "type": "RELIST" if report else "LIST",
+                     "resource": self.resource, "resourceVersion": self.version, "items": items})
+        self.churn.listed(self.resource, items, when, self.version, report)
 
     def apply(self, kind: str, obj: Mapping[str, Any]) -> None:
-        state = _endpoint_state(self.resource, obj)
-        key = f"{state[0]}/{state[2]}"
-        version = str((obj.get("metadata") or {}).get("resourceVersion", ""))
         when = pd.Timestamp.now(tz="UTC")
-        old = self.state.get(key)
-        if kind == "DELETED":
-            self.rows.extend(_diff(old, None, when, version) if old else [])
-            self.state.pop(key, None)
-        else:
-            self.rows.extend(_diff(old, state, when, version))
-            self.state[key] = state
+        self.record({"observed": _log_time(when), "type": kind, "resource": self.resource, "object": obj})
+        self.churn.event(self.resource, kind, obj, when)
+        version = str((obj.get("metadata") or {}).get("resourceVersion", ""))
         if version:
             self.version = version
 
@@ -930,10 +973,10 @@ class _Watcher:
                 self.notes.append(f"resourceVersion {self.version} is too old to resume the watch "
                                   "(410 Expired); listed the slices again and reported the differences")
                 self.relist(report=True)
-        frame = frame_from_records(self.rows, "endpoint_churn")
+        frame = self.churn.frame()
         frame.attrs["notes"] = list(self.notes)
         frame.attrs["resource_version"] = self.version
-        return validate_frame(frame, "endpoint_churn")
+        return frame
 
     def watch_once(self, remaining: float, deadline: float) -> str:
         """One watch request; returns ``"ended"`` or ``"expired"``, raises _Dropped."""
@@ -980,6 +1023,49 @@ class _Watcher:
 
 class _Dropped(Exception):
     """The watch connection broke (or could not be made) before the window ended."""
+
+
+def read_endpoint_watch_log(source: Source) -> pd.DataFrame:
+    """Read a watch log written by :func:`watch_endpoints` (``record_to``) into its churn frame.
+
+    Parameters
+    ----------
+    source : path, file object, str or bytes
+        The JSON-lines log: a ``LIST`` line (the baseline), then ``ADDED``,
+        ``MODIFIED``, ``DELETED`` and ``RELIST`` lines, each with the time it
+        was observed.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Kind ``endpoint_churn``, row for row what the watch returned.
+
+    Raises
+    ------
+    ParseError
+        Naming the line that is not JSON or not a log entry.
+    """
+    name, text = read_source_text(source)
+    churn = _Churn()
+    for lineno, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            entry = json.loads(line)
+            kind, resource = entry["type"], entry["resource"]
+            when = pd.Timestamp(entry["observed"])
+            if resource not in ("endpointslices", "endpoints") or when.tzinfo is None:
+                raise ValueError(resource)
+            if kind in ("LIST", "RELIST"):
+                churn.listed(resource, entry["items"], when, str(entry["resourceVersion"]), kind == "RELIST")
+            elif kind in ("ADDED", "MODIFIED", "DELETED"):
+                churn.event(resource, kind, entry["object"], when)
+            else:
+                raise ValueError(kind)
+        except (ValueError, KeyError, TypeError, _BadObject):
+            raise ParseError(name, lineno, "a watch log entry {observed, type, resource, items|object}",
+                             line) from None
+    return churn.frame()
 
 
 # --- read_k8s_objects ----------------------------------------------------------------------
@@ -1164,3 +1250,4 @@ def _document(func: Callable[..., Any], kinds: Sequence[str]) -> None:
 _document(get_endpoint_snapshot, list(SNAPSHOT_KINDS.values()))
 _document(read_k8s_objects, list(SNAPSHOT_KINDS.values()))
 _document(watch_endpoints, ["endpoint_churn"])
+_document(read_endpoint_watch_log, ["endpoint_churn"])
