@@ -130,6 +130,18 @@ def _ipvs_reader() -> Callable[..., Any]:
     return read_ipvsadm
 
 
+def _derive_k8s_objects(path: Path, options: Mapping[str, Any]) -> dict[str, pd.DataFrame]:
+    from .collectors.k8s import read_k8s_objects
+
+    return read_k8s_objects(path, **options).frames()
+
+
+def _derive_endpoint_watch_log(path: Path, options: Mapping[str, Any]) -> dict[str, pd.DataFrame]:
+    from .collectors.k8s import read_endpoint_watch_log
+
+    return {"endpoint_churn": read_endpoint_watch_log(path, **options)}
+
+
 def _lab(name: str, kind: str | None = None) -> Callable[[Path, Mapping[str, Any]], dict[str, pd.DataFrame]]:
     """A reader of the lab's own raw outputs (ground truth, rule-load logs, sweep logs)."""
 
@@ -149,6 +161,8 @@ DERIVERS: dict[str, Callable[[Path, Mapping[str, Any]], dict[str, pd.DataFrame]]
     "read_iptables_save": _rules(_iptables_reader),
     "read_nft_ruleset": _rules(_nft_reader),
     "read_ipvsadm": _rules(_ipvs_reader),
+    "read_k8s_objects": _derive_k8s_objects,
+    "read_endpoint_watch_log": _derive_endpoint_watch_log,
     "read_ground_truth": _lab("record.read_ground_truth", "ground_truth"),
     "read_rule_loads": _lab("record.read_rule_loads", "rule_loads"),
     "read_sweep_log": _lab("sweep.read_sweep_log"),
