@@ -50,7 +50,8 @@ def make_analysis(
     node: str = "node-a",
     what: str = "Pod web-1 gets half of the load",
     manifest: dict | None = None,
-    sections: tuple[str, ...] = ("affinity", "long_lived", "overhead", "overhead_fit", "conntrack_pressure", "node_path"),
+    sections: tuple[str, ...] = ("affinity", "long_lived", "overhead", "overhead_fit", "control_plane",
+                                 "conntrack_pressure", "node_path"),
 ) -> Analysis:
     """An Analysis of one Service port with three backends, a finding per severity and the sections asked."""
     findings = frame("findings", [
@@ -87,6 +88,8 @@ def make_analysis(
         "overhead_fit": frame("overhead_fit", [dict(proxy_mode=m, statistic="p50_us", points=3,
                                                     slope_ns_per_service=k, intercept_us=50.0)
                                                for m, k in (("iptables-legacy", 17.0), ("nftables", 0.3))]),
+        "control_plane": frame("control_plane", [dict(node=node, proxy_mode="iptables-legacy", loads=2,
+                                                      services=1, rules=35, load_seconds_median=0.0176)]),
         "conntrack_pressure": frame("conntrack_pressure", [
             dict(node=node, cpus=4, entries=1000, max_entries=262144, forecast_entries=1200.0),
             dict(node="node-b", cpus=None, entries=5000, max_entries=262144, forecast_entries=np.nan),
@@ -97,7 +100,8 @@ def make_analysis(
     }
     missing = {
         name: f"no data for {name}: record it with npanalytics lab record"
-        for name in ("affinity", "long_lived", "overhead", "overhead_fit", "conntrack_pressure", "node_path")
+        for name in ("affinity", "long_lived", "overhead", "overhead_fit", "control_plane", "conntrack_pressure",
+                     "node_path")
         if name not in sections
     }
     if manifest is None:
@@ -170,7 +174,8 @@ def test_html_embeds_a_png_per_figure(written):
 def test_html_has_every_section_and_the_findings_by_severity(written):
     doc = parse(written["html"])
     ids = [a.get("id") for _, a in doc.tags if a.get("id")]
-    for section in ("summary", "findings", "skew", "affinity", "overhead", "conntrack_pressure", "node_path",
+    for section in ("summary", "findings", "skew", "affinity", "overhead", "control_plane", "conntrack_pressure",
+                    "node_path",
                     "provenance", "findings-critical", "findings-warning", "findings-info"):
         assert section in ids
     assert ids.index("findings-critical") < ids.index("findings-warning") < ids.index("findings-info")
@@ -252,7 +257,7 @@ def test_sections_that_cannot_be_computed_say_what_is_missing(tmp_path):
     paths = render_report(analysis, formats=("html", "md", "json"), out_dir=tmp_path, generated=GENERATED)
     text = " ".join(" ".join(parse(paths["html"]).text).split())
     md = paths["md"].read_text()
-    for topic in ("affinity", "long_lived", "conntrack_pressure", "node_path"):
+    for topic in ("affinity", "long_lived", "control_plane", "conntrack_pressure", "node_path"):
         reason = f"no data for {topic}: record it with npanalytics lab record"
         assert f"Not computed. {reason}" in text
         assert f"**Not computed.** {reason}" in md

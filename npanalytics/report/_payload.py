@@ -27,7 +27,8 @@ PAYLOAD_FORMAT = "npanalytics-report"
 PAYLOAD_VERSION = 1
 """Value of the JSON report's ``format_version`` key; bumped when a key changes meaning."""
 
-SECTION_ORDER = ("affinity", "long_lived", "overhead", "overhead_fit", "conntrack_pressure", "node_path")
+SECTION_ORDER = ("affinity", "long_lived", "overhead", "overhead_fit", "control_plane", "conntrack_pressure",
+                 "node_path", "load")
 """The topic sections of :attr:`Analysis.sections`, in report order (others follow, sorted)."""
 
 

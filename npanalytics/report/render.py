@@ -57,6 +57,14 @@ SECTION_TEXT: dict[str, tuple[str, str]] = {
         "Node path",
         "Per entry node: how much traffic was served locally and how much was forwarded to another node.",
     ),
+    "control_plane": (
+        "Control plane",
+        "Per node and proxy mode: rule loads (syncs) against the rule count, and network programming latency.",
+    ),
+    "load": (
+        "Load per backend",
+        "The load each source attributes to each backend, per window and entry node (what the skew compares).",
+    ),
 }
 """Title and one-line introduction of each topic section."""
 
@@ -72,10 +80,14 @@ BRIEF_COLUMNS: dict[str, tuple[str, ...]] = {
                            "forecast_entries", "forecast_ratio"),
     "node_path": ("service_port_name", "entry_node", "backend_node", "path", "connections", "share",
                   "snat_connections"),
+    "control_plane": ("node", "proxy_mode", "loads", "services", "rules", "load_seconds_median",
+                      "load_seconds_max", "seconds_per_1000_rules", "programming_p99_seconds"),
+    "load": ("service_port_name", "window_start", "source", "measure", "entry_node", "endpoint_ip", "pod",
+             "node", "value"),
 }
 """The columns of each section's table in the Markdown report (HTML shows every column)."""
 
-REPORT_SECTIONS = ("affinity", "long_lived", "overhead", "conntrack_pressure", "node_path")
+REPORT_SECTIONS = ("affinity", "long_lived", "overhead", "control_plane", "conntrack_pressure", "node_path")
 """Topic sections of the report in order (``overhead_fit`` is shown inside ``overhead``)."""
 
 _MISSING_DEFAULT = "the analysis gave no result and no reason for this topic."
