@@ -72,19 +72,24 @@ def evenness(values: np.ndarray, codes: np.ndarray, ngroups: int) -> pd.DataFram
     """
     x = np.asarray(values, dtype="float64")
     c = np.asarray(codes, dtype="int64")
+    raw_total = np.bincount(c, weights=x, minlength=ngroups)
     if np.any(x < 0) or not np.all(np.isfinite(x)):
         raise ValueError("loads must be finite and non-negative")
     n = _sizes(c, ngroups)
+    order = np.lexsort((x, c))
+    starts = np.cumsum(n) - n
+    nonempty = n > 0
+    largest = np.zeros(ngroups)
+    largest[nonempty] = x[order][(starts + n - 1)[nonempty]]
+    # every statistic is scale-free: work on x / (the group's largest load), so that
+    # squares neither overflow nor underflow
+    x = np.divide(x, largest[c], out=np.zeros(len(x)), where=largest[c] > 0)
+    largest = (largest > 0).astype("float64")
     total = np.bincount(c, weights=x, minlength=ngroups)
     sumsq = np.bincount(c, weights=x * x, minlength=ngroups)
-    order = np.lexsort((x, c))
     xs, cs = x[order], c[order]
-    starts = np.cumsum(n) - n
     rank = np.arange(len(xs)) - starts[cs] + 1  # 1-based rank within the group, ascending
     gini_num = np.bincount(cs, weights=(2 * rank - n[cs] - 1) * xs, minlength=ngroups)
-    largest = np.zeros(ngroups)
-    nonempty = n > 0
-    largest[nonempty] = xs[(starts + n - 1)[nonempty]]
 
     loaded = total > 0
     nan = np.full(ngroups, np.nan)
@@ -108,7 +113,7 @@ def evenness(values: np.ndarray, codes: np.ndarray, ngroups: int) -> pd.DataFram
     return pd.DataFrame(
         {
             "backends": n.astype("int64"),
-            "total": total,
+            "total": raw_total,
             "max_mean": max_mean,
             "cv": cv,
             "gini": gini_,
