@@ -259,6 +259,27 @@ def test_unreachable_server_names_the_url(tmp_path):
     assert TOKEN not in str(info.value)
 
 
+def test_in_cluster_config_when_there_is_no_kubeconfig(tmp_path, monkeypatch):
+    import kubernetes.config.incluster_config as incluster
+
+    port = free_port()
+    (tmp_path / "token").write_text(TOKEN)
+    (tmp_path / "ca.crt").write_text("not a certificate\n")
+    monkeypatch.setattr(incluster, "SERVICE_TOKEN_FILENAME", str(tmp_path / "token"))
+    monkeypatch.setattr(incluster, "SERVICE_CERT_FILENAME", str(tmp_path / "ca.crt"))
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.kube/config
+    monkeypatch.delenv("KUBECONFIG", raising=False)
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "127.0.0.1")
+    monkeypatch.setenv("KUBERNETES_SERVICE_PORT", str(port))
+    # the service account's https endpoint is used (nothing listens there)
+    with pytest.raises(CollectorError, match=rf"cannot reach the Kubernetes API server at https://127\.0\.0\.1:{port}") as info:
+        get_endpoint_snapshot(request_timeout=5)
+    assert TOKEN not in str(info.value)
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST")
+    with pytest.raises(CollectorError, match=r"the default kubeconfig .*: cannot use it"):
+        get_endpoint_snapshot()
+
+
 def test_arguments_are_checked():
     with pytest.raises(ValueError, match="limit must be a positive int"):
         get_endpoint_snapshot(kubeconfig="x", limit=0)

@@ -245,9 +245,9 @@ def _slice_ports(ports: Any, kind: str) -> list[tuple[str | None, str | None, in
 
 def _hints(hints: Mapping[str, Any] | None) -> str:
     hints = hints or {}
-    names = [z.get("name", "") for z in hints.get("forZones") or []]
-    names += [n.get("name", "") for n in hints.get("forNodes") or []]
-    return ",".join(n for n in names if n)
+    zones = sorted(z.get("name", "") for z in hints.get("forZones") or [])
+    nodes = sorted(n.get("name", "") for n in hints.get("forNodes") or [])
+    return ",".join(n for n in zones + nodes if n)
 
 
 def _slice_rows(obj: Mapping[str, Any]) -> list[dict[str, Any]]:
