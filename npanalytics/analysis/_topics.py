@@ -74,6 +74,13 @@ def findings_frame(records: list[dict]) -> pd.DataFrame:
     return validate_frame(frame_from_records(records, "findings"), "findings")
 
 
+def findings_records(findings: pd.DataFrame) -> list[dict]:
+    """A ``findings`` frame back to records (NA -> None), to merge with others."""
+    cols = ["severity", "code", "service", "node", "what", "evidence", "advice"]
+    return [{c: (None if pd.isna(v) else str(v)) for c, v in zip(cols, row)}
+            for row in findings[cols].itertuples(index=False)]
+
+
 def _split_by_node(df: pd.DataFrame) -> list[tuple[object, pd.DataFrame]]:
     if "node" not in df.columns:
         return [(None, df)]
