@@ -109,21 +109,22 @@ class KubeState:
 class _Series:
     """The samples of one metric at its latest time (at or before ``at``), as plain dicts."""
 
-    def __init__(self, samples: pd.DataFrame, name: str, at_ns: int | None, namespace: str | None) -> None:
-        rows = samples[samples["__name__"] == name] if "__name__" in samples else samples.iloc[:0]
+    def __init__(self, rows: pd.DataFrame, name: str, at_ns: int | None, namespace: str | None) -> None:
         if at_ns is not None and len(rows):
             rows = rows[rows["timestamp"] <= pd.Timestamp(at_ns, unit="ns", tz="UTC")]
         if len(rows):
             rows = rows[rows["timestamp"] == rows["timestamp"].max()]
         if namespace is not None and len(rows) and "namespace" in rows and name not in _CLUSTER_SCOPED:
             rows = rows[rows["namespace"] == namespace]
-        labels = [c for c in rows.columns if c not in ("timestamp", "value", "__name__")]
         self.present = len(rows) > 0
-        self.label_names = {c for c in labels if rows[c].notna().any()} if self.present else set()
+        labels = [c for c in rows.columns if c not in ("timestamp", "value", "__name__")
+                  and self.present and rows[c].notna().any()]
+        self.label_names = set(labels)
         self.rows: list[dict[str, Any]] = []
-        for record in rows[labels + ["value"]].to_dict("records") if self.present else []:
-            self.rows.append({k: (None if (v is None or (isinstance(v, float) and v != v)) else v)
-                              for k, v in record.items()})
+        if self.present:
+            columns = {c: rows[c].astype(object).where(rows[c].notna(), None).tolist() for c in labels}
+            columns["value"] = rows["value"].tolist()
+            self.rows = [dict(zip(columns, values)) for values in zip(*columns.values())]
 
     def __iter__(self):
         return iter(self.rows)
@@ -366,10 +367,15 @@ def kube_state_frames(samples: pd.DataFrame, *, at: Any = None, namespace: str |
             raise ValueError(f"at must be timezone-aware (UTC), got the naive {at!r}")
         at_ns = stamp.tz_convert("UTC").value
     cache: dict[str, _Series] = {}
+    if "__name__" in samples:
+        wanted = samples[samples["__name__"].isin(KSM_QUERIES)]
+        by_name = {str(name): rows for name, rows in wanted.groupby("__name__", observed=True)}
+    else:
+        by_name = {}
 
     def get(name: str) -> _Series:
         if name not in cache:
-            cache[name] = _Series(samples, name, at_ns, namespace)
+            cache[name] = _Series(by_name.get(name, samples.iloc[:0]), name, at_ns, namespace)
         return cache[name]
 
     notes: list[str] = []
