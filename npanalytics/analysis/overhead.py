@@ -313,7 +313,7 @@ def _slope(x: np.ndarray, y: np.ndarray) -> float:
 
     A few loads of nearly the same size (35 and 38 rules) give a slope that is all noise.
     """
-    i = int(np.argmax(x))
+    i = int(np.flatnonzero(x == x.max())[-1])  # the points come sorted by rules: the largest load
     if np.unique(x).size >= 2 and x.min() >= 0 and x.max() >= 2 * x.min():
         return float(np.polyfit(x, y, 1)[0])
     return float(y[i] / x[i]) if x[i] > 0 else float("nan")
