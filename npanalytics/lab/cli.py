@@ -18,6 +18,10 @@ alone as ``python -m npanalytics.lab.cli <command> ...``.
   NODE's dumps and ``recording.json`` (what ``scripts/build_node_sample.py`` reads).
 - ``lab down [--run-id ID]``: delete every ``npa-lab-*`` namespace (or only run ID's) that
   a crashed run left behind.
+- ``lab serve-api SCENARIO --kubeconfig PATH [--port P] [--token T] [--max-seconds S]
+  [--no-endpointslices]``: serve the scenario's Kubernetes objects as a read-only API on
+  127.0.0.1 (no root, no namespaces; see :mod:`npanalytics.lab.apiserver`) and write a
+  kubeconfig for it, for ``npanalytics collect --kubeconfig PATH`` or the notebooks.
 
 ``--serve-metrics PORT`` (up, run, record): while the lab is up, serve what
 kube-state-metrics and every node's kube-proxy would expose (kube-proxy series with
@@ -76,7 +80,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "lab", help="build a kube-proxy data plane in network namespaces (root)",
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    sub = lab.add_subparsers(dest="lab_command", required=True, metavar="{up,run,record,down}")
+    sub = lab.add_subparsers(dest="lab_command", required=True, metavar="{up,run,record,down,serve-api}")
     up = sub.add_parser("up", help="build the lab and keep it until Ctrl-C or --max-seconds")
     up.add_argument("scenario", help=SCENARIO_HELP)
     up.add_argument("--max-seconds", type=float, default=DEFAULT_UP_SECONDS,
@@ -105,6 +109,16 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     down = sub.add_parser("down", help="delete npa-lab-* namespaces left by a crashed run")
     down.add_argument("--run-id", help="only the namespaces of this run (npa-lab-<run-id>-*)")
     down.set_defaults(func=_cmd_down)
+    api = sub.add_parser("serve-api", help="serve the scenario's Kubernetes objects as a read-only API")
+    api.add_argument("scenario", help=SCENARIO_HELP)
+    api.add_argument("--kubeconfig", required=True, help="write a kubeconfig for the server here")
+    api.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: a free one)")
+    api.add_argument("--token", help="require this bearer token (it goes into the kubeconfig)")
+    api.add_argument("--max-seconds", type=float, default=DEFAULT_UP_SECONDS,
+                     help=f"stop after this many seconds (default {DEFAULT_UP_SECONDS:g})")
+    api.add_argument("--no-endpointslices", action="store_true",
+                     help="answer 404 for EndpointSlices, like a server that predates them")
+    api.set_defaults(func=_cmd_serve_api)
     return lab
 
 
@@ -210,6 +224,27 @@ def _cmd_down(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_serve_api(args: argparse.Namespace) -> int:
+    from .apiserver import LabApiServer
+    from .scenario import load_scenario
+
+    if not 0 < args.max_seconds <= MAX_UP_SECONDS:
+        raise LabError(f"--max-seconds must be in (0, {MAX_UP_SECONDS:g}]; got {args.max_seconds}")
+    if not 0 <= args.port <= 65535:
+        raise LabError(f"--port must be in [0, 65535] (0: a free one); got {args.port}")
+    scenario = load_scenario(args.scenario)
+    with LabApiServer(scenario, token=args.token, port=args.port,
+                      endpointslices=not args.no_endpointslices) as server:
+        path = server.write_kubeconfig(args.kubeconfig)
+        print(f"serving the Kubernetes objects of {scenario.name} at {server.url}; kubeconfig: {path}; "
+              f"Ctrl-C stops (at the latest in {args.max_seconds:g} s)", flush=True)
+        end = time.monotonic() + args.max_seconds
+        while time.monotonic() < end:
+            time.sleep(min(0.2, max(0.0, end - time.monotonic())))
+    print(f"served {len(server.requests)} request(s)", flush=True)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``lab`` commands stand-alone (``python -m npanalytics.lab.cli``)."""
     parser = argparse.ArgumentParser(prog="python -m npanalytics.lab.cli")
@@ -222,7 +257,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"npanalytics lab: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as exc:
-        print(f"npanalytics lab: {exc or 'interrupted'}; torn down", file=sys.stderr)
+        print(f"npanalytics lab: {str(exc) or 'interrupted'}; torn down", file=sys.stderr)
         return 130
 
 
