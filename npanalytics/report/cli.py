@@ -237,14 +237,36 @@ def _error(message: str) -> None:
     print(f"npanalytics report: error: {message}", file=sys.stderr)
 
 
+def _analyze(dataset: Any) -> Any:
+    """:func:`npanalytics.analysis.analyze.analyze` of the dataset (imported when a report is made)."""
+    from ..analysis.analyze import analyze
+
+    return analyze(dataset)
+
+
+def _with_manifest(analysis: Any, dataset: Any) -> Any:
+    """The analysis with the dataset's manifest as written on disk (with every sha256) as its provenance.
+
+    Keys of the analysis' own provenance that the manifest lacks are kept.
+    """
+    import dataclasses
+    import json
+
+    path = getattr(dataset, "path", None)
+    if path is None or not (Path(path) / "manifest.json").is_file():
+        return analysis
+    manifest = json.loads((Path(path) / "manifest.json").read_text())  # load_dataset verified it
+    extra = {k: v for k, v in analysis.provenance.items() if k not in manifest}
+    return dataclasses.replace(analysis, provenance={**manifest, **extra})
+
+
 def run_report(args: argparse.Namespace) -> int:
     """Run ``npanalytics report``; return the exit status (see the module docstring)."""
-    from ..analysis.analyze import analyze
     from .render import render_report
 
     try:
         dataset = load_input(args)
-        analysis = analyze(dataset)
+        analysis = _with_manifest(_analyze(dataset), dataset)
     except UsageError as exc:
         _error(str(exc))
         return EXIT_USAGE
