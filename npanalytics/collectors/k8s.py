@@ -30,6 +30,7 @@ import json
 import math
 import os
 import time
+import urllib.parse
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -460,6 +461,17 @@ def _first_line(exc: BaseException) -> str:
     return text[0][:200] if text else type(exc).__name__
 
 
+def _safe_url(url: str) -> str:
+    """``url`` without any ``user:password@`` part (it is printed in errors)."""
+    parts = urllib.parse.urlsplit(str(url))
+    if parts.username is None and parts.password is None:
+        return str(url)
+    netloc = parts.hostname or ""
+    if parts.port:
+        netloc += f":{parts.port}"
+    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
 class _Api:
     """The list/watch calls of one resource, with errors mapped to CollectorError."""
 
@@ -471,7 +483,7 @@ class _Api:
         self.resource = resource
         self.group = group
         self.namespace = namespace if namespaced_method else None
-        self.host = api_client.configuration.host
+        self.host = _safe_url(api_client.configuration.host)
         self.request_timeout = request_timeout
         method = getattr(api, namespaced_method if self.namespace else cluster_method)
         kwargs: dict[str, Any] = {"namespace": self.namespace} if self.namespace else {}
@@ -697,7 +709,7 @@ def _snapshot(api_client: Any, namespace: str | None, label_selector: str | None
     except CollectorError as exc:
         if getattr(exc, "status", None) != 404:
             raise
-        notes.append(_FALLBACK_NOTE.format(host=api_client.configuration.host))
+        notes.append(_FALLBACK_NOTE.format(host=_safe_url(api_client.configuration.host)))
         fetch("endpoints")
     fetch("pods")
     fetch("nodes")
@@ -968,8 +980,16 @@ class _Watcher:
                                   f"resourceVersion {self.version}")
                 time.sleep(min(0.1 * reconnects, 1.0, max(0.0, deadline - time.monotonic())))
                 continue
-            if outcome == "expired":
+            if outcome == "ended":
+                # the server closed the stream (its timeout): go on from the last version;
+                # a short pause keeps a server that closes at once from being hammered
+                time.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
+            elif outcome == "expired":
                 relists += 1
+                if relists > MAX_LIST_RESTARTS:
+                    raise CollectorError(
+                        f"the watch of {self.api.what} at {self.api.host} expired (410) {relists} times in one "
+                        f"window (more than {MAX_LIST_RESTARTS} relists)")
                 self.notes.append(f"resourceVersion {self.version} is too old to resume the watch "
                                   "(410 Expired); listed the slices again and reported the differences")
                 self.relist(report=True)
