@@ -128,6 +128,11 @@ def test_raw_pages_read_back_into_the_same_rows(server):
     pods = pd.concat([read_k8s_objects(snap.raw[f"pods/page-000{k}.json"]).pods for k in (1, 2, 3)],
                      ignore_index=True)
     pd.testing.assert_frame_equal(pods.astype(str), snap.pods.astype(str))
+    services = pd.concat([read_k8s_objects(snap.raw[f"services/page-000{k}.json"], origin="api").services
+                          for k in (1, 2)], ignore_index=True)
+    pd.testing.assert_frame_equal(services.astype(str), snap.services.astype(str))
+    with pytest.raises(ValueError, match="origin must be 'file' or 'api'"):
+        read_k8s_objects(snap.raw["services/page-0001.json"], origin="cluster")
     first = json.loads(snap.raw["pods/page-0001.json"])
     assert first["kind"] == "PodList" and len(first["items"]) == 2 and first["metadata"]["continue"]
 

@@ -1144,7 +1144,8 @@ def _json_documents(text: str, name: str) -> Iterator[tuple[int, Any, list[int]]
         pos = end
 
 
-def read_k8s_objects(source: Source, *, ignore_other_kinds: bool = False) -> EndpointSnapshot:
+def read_k8s_objects(source: Source, *, ignore_other_kinds: bool = False,
+                     origin: str = "file") -> EndpointSnapshot:
     """Read Services, EndpointSlices, Endpoints, Pods and Nodes from a dump.
 
     Parameters
@@ -1159,6 +1160,9 @@ def read_k8s_objects(source: Source, *, ignore_other_kinds: bool = False) -> End
         Skip objects of other kinds (ConfigMaps in a ``kubectl get all`` dump...)
         and say how many in :attr:`EndpointSnapshot.notes`; by default they are
         an error.
+    origin : {"file", "api"}, default "file"
+        The ``source`` column of ``k8s_services``: datasets re-reading the list
+        responses they saved from the API pass ``"api"``.
 
     Returns
     -------
@@ -1180,6 +1184,8 @@ def read_k8s_objects(source: Source, *, ignore_other_kinds: bool = False) -> End
     Frames:
 
     """
+    if origin not in ("file", "api"):
+        raise ValueError(f"origin must be 'file' or 'api', got {origin!r}")
     name, text = read_source_text(source)
     stripped = text.lstrip()
     documents = (_json_documents if stripped[:1] in ("{", "[") else _yaml_documents)(text, name)
@@ -1210,7 +1216,7 @@ def read_k8s_objects(source: Source, *, ignore_other_kinds: bool = False) -> End
             _add(objects, skipped, name, lineno, "the document", doc, kind, ignore_other_kinds)
     for kind, count in sorted(skipped.items()):
         notes.append(f"{name}: skipped {count} object(s) of kind {kind} (ignore_other_kinds=True)")
-    rows = _file_rows(objects, name, notes)
+    rows = _file_rows(objects, name, notes, origin)
     return EndpointSnapshot(**_frames(rows), resource_versions=versions, notes=notes)
 
 
@@ -1229,7 +1235,7 @@ def _add(objects: dict[str, list[tuple[int, str, Mapping[str, Any]]]], skipped: 
 
 
 def _file_rows(objects: Mapping[str, list[tuple[int, str, Mapping[str, Any]]]], name: str,
-               notes: list[str]) -> dict[str, list[dict[str, Any]]]:
+               notes: list[str], origin: str) -> dict[str, list[dict[str, Any]]]:
     rows: dict[str, list[dict[str, Any]]] = {}
     with_slices: set[tuple[str, str | None]] = set()
     for resource in ("services", "endpointslices", "endpoints", "pods", "nodes"):
@@ -1240,7 +1246,7 @@ def _file_rows(objects: Mapping[str, list[tuple[int, str, Mapping[str, Any]]]], 
                 skipped_endpoints += 1
                 continue
             try:
-                new = _rows(resource, obj, "file")
+                new = _rows(resource, obj, origin)
             except _BadObject as exc:
                 raise ParseError(name, lineno, f"{exc} at {position}",
                                  json.dumps(obj.get("metadata", obj), default=str)[:120]) from None
