@@ -8,6 +8,7 @@ under CI also in .ci/artifacts/).
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -49,36 +50,63 @@ def _screenshot(driver, path: Path) -> Path:
     return path
 
 
+def _check_page(browser, html: Path, findings: list[tuple[str, str]], images: int | None) -> None:
+    """The page loads without console errors, shows every (severity, what) finding and decodes every figure."""
+    from selenium.webdriver.common.by import By
+
+    browser.get(html.resolve().as_uri())
+    assert browser.title.startswith("npanalytics report: ")
+    shown = [e for e in browser.find_elements(By.CSS_SELECTOR, ".finding .what .text") if e.is_displayed()]
+    assert [e.text for e in shown] == [what for _, what in findings]
+    for level in ("critical", "warning", "info"):
+        count = browser.find_element(By.ID, f"count-{level}")
+        expected = sum(1 for severity, _ in findings if severity == level)
+        assert count.is_displayed() and count.text.split() == [str(expected), level]
+    sizes = browser.execute_script(
+        "return Array.from(document.images).map(i => [i.complete, i.naturalWidth, i.naturalHeight])")
+    assert sizes and all(ok and w > 100 and h > 100 for ok, w, h in sizes), sizes
+    if images is not None:
+        assert len(sizes) == images
+    errors = [entry for entry in browser.get_log("browser") if entry["level"] == "SEVERE"]
+    assert errors == []
+
+
+def _keep(browser, tmp_path: Path, name: str, record_property) -> Path:
+    screenshot = _screenshot(browser, tmp_path / name)
+    assert screenshot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    if IN_CI:
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        screenshot = Path(shutil.copy(screenshot, ARTIFACTS / name))
+    record_property("screenshot", str(screenshot))
+    print(f"screenshot: {screenshot}")
+    return screenshot
+
+
 def test_report_renders_in_chromium(browser, tmp_path, record_property):
     from selenium.webdriver.common.by import By
 
     analysis = make_analysis()
     paths = render_report(analysis, formats=("html",), out_dir=tmp_path, generated=GENERATED)
-    browser.get(paths["html"].resolve().as_uri())
+    expected = list(zip(analysis.findings["severity"].astype("str"), analysis.findings["what"]))
+    _check_page(browser, paths["html"], expected, images=4)
     assert browser.title == "npanalytics report: node-sample"
-
-    # every finding is on the page and visible, under its severity
-    shown = [e for e in browser.find_elements(By.CSS_SELECTOR, ".finding .what .text") if e.is_displayed()]
-    assert [e.text for e in shown] == list(analysis.findings["what"])
-    assert browser.find_element(By.ID, "count-critical").text.split() == ["1", "critical"]
     for severity in ("critical", "warning", "info"):
         assert browser.find_element(By.ID, f"findings-{severity}").is_displayed()
+    _keep(browser, tmp_path, "report-screenshot.png", record_property)
 
-    # figures decoded by the browser itself, each with a size
-    sizes = browser.execute_script(
-        "return Array.from(document.images).map(i => [i.complete, i.naturalWidth, i.naturalHeight])")
-    assert len(sizes) == 4 and all(ok and w > 100 and h > 100 for ok, w, h in sizes), sizes
 
-    screenshot = _screenshot(browser, tmp_path / "report.png")
-    if IN_CI:
-        ARTIFACTS.mkdir(parents=True, exist_ok=True)
-        screenshot = Path(shutil.copy(screenshot, ARTIFACTS / "report-screenshot.png"))
-    record_property("screenshot", str(screenshot))
-    print(f"screenshot: {screenshot}")
-    assert screenshot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+def test_a_real_report_renders_in_chromium(browser, tmp_path, record_property):
+    """The report the command writes for a bundled dataset with findings."""
+    from npanalytics.cli import main
 
-    errors = [entry for entry in browser.get_log("browser") if entry["level"] == "SEVERE"]
-    assert errors == []
+    main(["report", "--dataset", str(ROOT / "datasets" / "etp-local-uneven"), "--out", str(tmp_path),
+          "--format", "html,json"])
+    findings = json.loads((tmp_path / "report.json").read_text())["findings"]
+    order = {"critical": 0, "warning": 1, "info": 2}
+    expected = [(f["severity"], f["what"]) for f in sorted(findings, key=lambda f: order[f["severity"]])]
+    assert expected, "etp-local-uneven is expected to give findings"
+    _check_page(browser, tmp_path / "report.html", expected, images=None)
+    _keep(browser, tmp_path, "report-etp-local-uneven.png", record_property)
 
 
 def test_the_console_check_catches_a_blocked_script(browser, tmp_path):
