@@ -8,6 +8,7 @@ kernels are used.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import sys
@@ -19,15 +20,15 @@ from jupyter_client.kernelspec import KernelSpecManager
 from jupyter_client.manager import AsyncKernelManager
 from nbclient import NotebookClient
 
-import npanalytics
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 KERNEL_NAME = "python3"
 CELL_TIMEOUT_SECONDS = 300
+PARALLEL_NOTEBOOKS = 3
 
 # Each notebook, with what its outputs must show (a MIME type or a text); 06 needs root.
 EXPECTED = {
-    "01-quickstart": ["image/png", "node_path", "severity"],
+    "01-quickstart": ["image/png", "entry_node", "severity", "default/web:http"],
     "02-load-skew-explorer": ["image/png", "application/vnd.jupyter.widget-view+json", "etp-local-topology"],
     "03-session-affinity": ["image/png", "application/vnd.jupyter.widget-view+json", "affinity-concentration"],
     "04-proxy-mode-overhead": ["image/png", "application/vnd.jupyter.widget-view+json", "KEP-3866",
@@ -35,7 +36,6 @@ EXPECTED = {
     "05-troubleshooting": ["image/png", "application/vnd.jupyter.widget-view+json", "stale-conntrack"],
     "06-lab": ["image/png", "web-3", "notebook-lab"],
 }
-NEEDS_ANALYZE = not hasattr(npanalytics, "analyze")
 DEF_OR_CLASS = re.compile(r"^\s*(async\s+def|def|class)\s", re.MULTILINE)
 
 
@@ -60,12 +60,35 @@ def kernel_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-def _execute(nb: nbformat.NotebookNode, kernel_dir: Path) -> nbformat.NotebookNode:
+def _client(nb: nbformat.NotebookNode, kernel_dir: Path) -> NotebookClient:
     km = AsyncKernelManager(kernel_name=KERNEL_NAME,
                             kernel_spec_manager=KernelSpecManager(kernel_dirs=[str(kernel_dir)]))
-    client = NotebookClient(nb, km=km, timeout=CELL_TIMEOUT_SECONDS, kernel_name=KERNEL_NAME,
-                            resources={"metadata": {"path": str(NOTEBOOKS)}})
-    return client.execute()
+    return NotebookClient(nb, km=km, timeout=CELL_TIMEOUT_SECONDS, kernel_name=KERNEL_NAME,
+                          resources={"metadata": {"path": str(NOTEBOOKS)}})
+
+
+def _execute(nb: nbformat.NotebookNode, kernel_dir: Path) -> nbformat.NotebookNode:
+    return _client(nb, kernel_dir).execute()
+
+
+@pytest.fixture(scope="module")
+def executed(kernel_dir: Path) -> dict[str, nbformat.NotebookNode | Exception]:
+    """The dataset notebooks (not 06), executed once, a few at a time (kernels mostly wait)."""
+    names = [n for n in sorted(EXPECTED) if n != "06-lab"]
+
+    async def run_all() -> list[nbformat.NotebookNode | Exception]:
+        slots = asyncio.Semaphore(PARALLEL_NOTEBOOKS)
+
+        async def one(name: str) -> nbformat.NotebookNode | Exception:
+            async with slots:
+                try:
+                    return await _client(_read(name), kernel_dir).async_execute()
+                except Exception as err:  # reported by the test of that notebook
+                    return err
+
+        return await asyncio.gather(*(one(n) for n in names))
+
+    return dict(zip(names, asyncio.run(run_all())))
 
 
 def _all_output_text(nb: nbformat.NotebookNode) -> str:
@@ -111,8 +134,9 @@ def test_kernel_runs_this_interpreter(kernel_dir):
     assert out.cells[0].outputs[0]["text"].strip() == sys.executable
 
 
-def _run_and_check(name: str, kernel_dir: Path) -> None:
-    executed = _execute(_read(name), kernel_dir)
+def _check(name: str, executed: nbformat.NotebookNode | Exception) -> None:
+    if isinstance(executed, Exception):
+        raise executed
     errors = [o for c in _code_cells(executed) for o in c.outputs if o.output_type == "error"]
     assert errors == []
     text = _all_output_text(executed)
@@ -122,18 +146,16 @@ def _run_and_check(name: str, kernel_dir: Path) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(NEEDS_ANALYZE, strict=True, reason="npanalytics.analyze has not landed yet")
 @pytest.mark.parametrize("name", [n for n in sorted(EXPECTED) if n != "06-lab"])
-def test_notebook_runs(name, kernel_dir):
-    _run_and_check(name, kernel_dir)
+def test_notebook_runs(name, executed):
+    _check(name, executed[name])
 
 
 @pytest.mark.slow
 @pytest.mark.root
-@pytest.mark.xfail(NEEDS_ANALYZE, strict=True, reason="npanalytics.analyze has not landed yet")
 def test_lab_notebook_runs(need_root, need_binary, kernel_dir, tmp_path, monkeypatch):
     for binary in ("iptables-legacy", "nft", "conntrack"):
         need_binary(binary)
     monkeypatch.setenv("TMPDIR", str(tmp_path))  # the kernel inherits it: the recording lands here
-    _run_and_check("06-lab", kernel_dir)
+    _check("06-lab", _execute(_read("06-lab"), kernel_dir))
     assert list(tmp_path.iterdir()) == []  # the notebook cleaned up after itself

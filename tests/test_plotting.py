@@ -289,7 +289,7 @@ def test_published_kep3866_table_keeps_the_charts_shape():
 
 
 def test_overhead_on_the_recorded_sweep():
-    from npanalytics.lab.sweep import fit_sweep, summarize_sweep
+    from npanalytics.analysis.overhead import fit_sweep, summarize_sweep
 
     ds = npanalytics.load_dataset("proxy-mode-sweep")
     summary = summarize_sweep(ds["connect_latency"], ds["rule_loads"])
