@@ -300,10 +300,8 @@ def _grouped_rows(load: pd.DataFrame, expected: pd.DataFrame | None, group: str)
         exp = exp.reset_index()
         rows = obs.merge(exp, on=key, how="outer")
         # a key the model covers gives 0 to backends it does not list
-        covered = rows.groupby(_KEY, dropna=False, observed=True)["expected_share"].transform(
-            lambda s: s.notna().any()
-        )
-        rows.loc[covered.astype(bool) & rows["expected_share"].isna(), "expected_share"] = 0.0
+        covered = rows.groupby(_KEY, dropna=False, observed=True, sort=False)["expected_share"].transform("count") > 0
+        rows.loc[covered.to_numpy() & rows["expected_share"].isna().to_numpy(), "expected_share"] = 0.0
     else:
         rows = obs.assign(expected_share=np.nan)
     rows["observed"] = rows["observed"].fillna(0.0)
