@@ -1,5 +1,5 @@
 # npanalytics: two commands set up a fresh machine.
-#   make report   create .venv, install, run the main job on the bundled dataset
+#   make report   create .venv, install, write the HTML report of the bundled dataset to report/
 #   make test     install everything the tests need (system packages too, when root
 #                 on Debian), then run the test suite
 # .ci/run calls `make test`.
@@ -27,8 +27,9 @@ $(STAMP): pyproject.toml | $(BIN)/python
 
 venv: $(STAMP)
 
+# The HTML report of the bundled default dataset, in report/ (the command prints the path).
 report: venv
-	$(BIN)/npanalytics inspect
+	$(BIN)/npanalytics report --out report
 
 system-deps:
 	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
