@@ -347,7 +347,9 @@ class OverheadExplorer(_Explorer):
     published : ipywidgets.Checkbox
         Show KEP-3866's published numbers beside the lab's.
     figure, text, table
-        As in :class:`SkewExplorer`; the table holds ``sections["overhead_fit"]``.
+        As in :class:`SkewExplorer`; the text says what the fit adds at your
+        Service count (:func:`npanalytics.analysis.overhead.extrapolate_overhead`),
+        the table holds ``sections["overhead_fit"]``.
     """
 
     figure_size = (8.0, 4.5)
@@ -383,6 +385,11 @@ class OverheadExplorer(_Explorer):
         plot_overhead(overhead, fit, services, statistic=self.statistic.value, published=published,
                       ax=figure.subplots())
         text = "<p>Lab sweep: connect() time through a NodePort per proxy mode.</p>"
+        if fit is not None and services is not None:
+            from .analysis.overhead import describe_overhead, extrapolate_overhead
+
+            extrapolation = extrapolate_overhead(fit, services, statistic=self.statistic.value)
+            text += f"<p><b>{html.escape(describe_overhead(extrapolation))}</b></p>"
         if published is not None:
             text += f"<p><small>Published: {html.escape(KEP3866_SOURCE)}.</small></p>"
         table = "" if fit is None else _table_html(fit, "No fit.")
