@@ -191,7 +191,7 @@ class _Data:
         rows = samples[names.str.startswith("kubeproxy_", na=False)]
         self.rows = rows.assign(_node=_node_column(rows, node, notes), _name=rows["__name__"].astype("object"))
         self.names = set(self.rows["_name"])
-        self.nodes = sorted({n for n in self.rows["_node"] if n is not None}, key=str) or (
+        self.nodes = sorted({n for n in self.rows["_node"] if pd.notna(n)}, key=str) or (
             [None] if len(self.rows) else [])
 
     def of(self, name: str, node: Any) -> pd.DataFrame:
@@ -243,15 +243,23 @@ def _latency_rows(data: _Data, window_ns: int | None) -> list[dict[str, Any]]:
                 vector = list(zip(bounds, inc))
                 records.append(_latency_record(times[i], node, metric, vector, n, s, span, window_ns))
                 if metric == "network_programming" and not np.isnan(inc).any():
-                    point = cluster.setdefault(pd.Timestamp(times[i]), {})
+                    # sum by (le) (rate(...)): per-node rates add up (counts when cumulative)
+                    scale = 1.0 if window_ns is None else span
+                    point = cluster.setdefault(pd.Timestamp(times[i]), {"n": 0.0, "rate_n": 0.0, "rate_s": 0.0})
+                    point["n"] += n
+                    point["rate_n"] += n / scale
+                    point["rate_s"] += s / scale
                     for bound, value in vector:
-                        point[bound] = point.get(bound, 0.0) + value
+                        point[bound] = point.get(bound, 0.0) + value / scale
     if len(data.nodes) > 1:
         for time in sorted(cluster):
-            vector = sorted(cluster[time].items())
-            observations = vector[-1][1] if vector else math.nan
-            records.append(_latency_record(time, None, "network_programming", vector, observations, math.nan,
-                                           math.nan, window_ns))
+            point = cluster[time]
+            vector = sorted((k, v) for k, v in point.items() if not isinstance(k, str))
+            record = _latency_record(time, None, "network_programming", vector, point["n"], math.nan, math.nan,
+                                     window_ns)
+            record["per_second"] = point["rate_n"] if window_ns is not None else math.nan
+            record["mean_seconds"] = point["rate_s"] / point["rate_n"] if point["rate_n"] > 0 else math.nan
+            records.append(record)
     return records
 
 

@@ -36,6 +36,7 @@ from typing import Any
 
 import pandas as pd
 
+from ..exceptions import CollectorError
 from ..schemas import frame_from_records, schema_table, validate_frame
 
 __all__ = ["KubeState", "kube_state_frames", "get_kube_state", "KSM_QUERIES", "SOURCE"]
@@ -58,6 +59,8 @@ KSM_QUERIES = (
 _CLUSTER_SCOPED = ("kube_node_info", "kube_node_labels", "kube_node_status_condition",
                    "kube_node_status_addresses")
 
+#: Labels a scrape adds that tell targets (KSM shards) apart.
+_TARGET_LABELS = ("job", "instance")
 # Alternative label names across KSM versions, newest first.
 _NODE_LABELS = ("endpoint_nodename", "nodename")
 _ZONE_LABELS = ("endpoint_zone", "zone")
@@ -112,8 +115,14 @@ class _Series:
     def __init__(self, rows: pd.DataFrame, name: str, at_ns: int | None, namespace: str | None) -> None:
         if at_ns is not None and len(rows):
             rows = rows[rows["timestamp"] <= pd.Timestamp(at_ns, unit="ns", tz="UTC")]
-        if len(rows):
-            rows = rows[rows["timestamp"] == rows["timestamp"].max()]
+        if len(rows):  # the latest scrape of each target (one group without job/instance labels)
+            targets = [c for c in _TARGET_LABELS if c in rows and rows[c].notna().any()]
+            if targets:
+                keys = rows[targets].astype(object).fillna("")
+                latest = rows["timestamp"].groupby([keys[c] for c in targets]).transform("max")
+            else:
+                latest = rows["timestamp"].max()
+            rows = rows[rows["timestamp"] == latest]
         if namespace is not None and len(rows) and "namespace" in rows and name not in _CLUSTER_SCOPED:
             rows = rows[rows["namespace"] == namespace]
         self.present = len(rows) > 0
@@ -348,8 +357,10 @@ def kube_state_frames(samples: pd.DataFrame, *, at: Any = None, namespace: str |
         metrics in it are ignored.
     at : datetime, optional
         Of each metric, the samples of its latest timestamp at or before ``at``
-        are used (default: its latest), so that several scrapes in one frame
-        (a backfill file) give the state at one moment.
+        are used (default: its latest; per ``job``/``instance`` when the
+        series carry those labels, so that KSM shards scraped at different
+        times all count), so that several scrapes in one frame (a backfill
+        file) give the state at one moment.
     namespace : str, optional
         Keep only this namespace's services, endpoints and pods (nodes stay).
 
@@ -394,8 +405,11 @@ def get_kube_state(prom: Any, at: Any = None, namespace: str | None = None) -> K
 
     Runs one instant query per family of :data:`KSM_QUERIES` (with a
     ``namespace`` matcher when given) through
-    :func:`npanalytics.collectors.prometheus.get_prometheus_instant`, then
-    :func:`kube_state_frames`.
+    :func:`npanalytics.collectors.prometheus.get_prometheus_instant`, and
+    ``timestamp(<query>)`` for the families that answer, so that each series
+    keeps its own sample time (an instant query still returns a series that
+    went away up to 5 minutes later); then :func:`kube_state_frames`, which
+    keeps each target's latest scrape.
 
     Parameters
     ----------
@@ -425,9 +439,35 @@ def get_kube_state(prom: Any, at: Any = None, namespace: str | None = None) -> K
             query = name
         frame = get_prometheus_instant(prom, query, at=at)
         if len(frame):
-            frames.append(frame)
+            stamps = get_prometheus_instant(prom, f"timestamp({query})", at=at)
+            frames.append(_sample_times(frame, stamps, query))
     samples = _concat(frames)
     return kube_state_frames(samples, namespace=namespace)
+
+
+def _sample_times(values: pd.DataFrame, stamps: pd.DataFrame, query: str) -> pd.DataFrame:
+    """Give each series of an instant result its own sample time (``timestamp(query)``).
+
+    An instant query returns a series for up to the lookback delta (5 minutes) after
+    its last sample, so a series that went away (a backfill has no staleness markers)
+    would still look current; with the sample times, :func:`kube_state_frames` keeps
+    the latest scrape only, as it does on text.
+    """
+    labels = [c for c in values.columns if c not in ("timestamp", "value", "__name__")]
+    seconds = dict(zip(_label_keys(stamps, labels), stamps["value"]))
+    sample_s = pd.Series(_label_keys(values, labels), index=values.index).map(seconds)
+    if sample_s.isna().any():
+        raise CollectorError(f"timestamp({query}) did not return every series of {query}")
+    out = values.copy()
+    out["timestamp"] = pd.to_datetime((sample_s.to_numpy(dtype="float64") * 1000).round().astype("int64"),
+                                      unit="ms", utc=True).as_unit("ns")
+    return out
+
+
+def _label_keys(frame: pd.DataFrame, labels: list[str]) -> list[tuple[str | None, ...]]:
+    columns = [frame[c].astype(object).where(frame[c].notna(), None).tolist() if c in frame else [None] * len(frame)
+               for c in labels]
+    return list(zip(*columns)) if columns else [()] * len(frame)
 
 
 def _escape(value: str) -> str:
