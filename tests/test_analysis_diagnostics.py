@@ -203,3 +203,21 @@ def test_findings_are_most_severe_first(mixed_rules):
     findings = diagnose({"proxy_services": services})
     order = findings["severity"].map({"critical": 0, "warning": 1, "info": 2}).to_numpy()
     assert (np.diff(order) >= 0).all() and len(set(findings["severity"])) >= 2
+
+
+def test_cross_node_hops_from_a_node_path_frame(cluster):
+    from npanalytics.analysis.load import backend_labels, node_path
+
+    frames = npanalytics.load_dataset("etp-cluster-spread").frames
+    labels = backend_labels(cluster["k8s_pods"], cluster["k8s_nodes"])
+    path = node_path(frames["conntrack_flows"], frames["proxy_services"], labels=labels, nodes=cluster["k8s_nodes"])
+    hops = _codes(diagnose(frames, node_path=path), "cross-node-hops")
+    served = path.loc[path["path"].astype(str).isin(["local", "forwarded"])]
+    share = served.loc[served["path"] == "forwarded", "connections"].sum() / served["connections"].sum()
+    assert len(hops) == 1 and f"{100 * share:.1f}% of {served['connections'].sum():,} connections" in hops["evidence"].iloc[0]
+    # the same answer as from the pods' nodes directly
+    direct = _codes(diagnose({**frames, "k8s_pods": cluster["k8s_pods"]}), "cross-node-hops")
+    assert direct["evidence"].iloc[0].split(" cross nodes")[0] == hops["evidence"].iloc[0].split(" cross nodes")[0]
+    # a path with every connection served locally: nothing to report
+    local = path.assign(path=pd.Categorical(["local"] * len(path)), cross_zone=pd.array([False] * len(path), dtype="boolean"))
+    assert _codes(diagnose(frames, node_path=local), "cross-node-hops").empty

@@ -355,23 +355,53 @@ def _cross_node_hops(frames: Frames, services: pd.DataFrame | None, flows: pd.Da
         ez, bz = g["node"].map(zone), g["_bnode"].map(zone)
         known = ez.notna() & bz.notna()
         zone_share = float((ez[known] != bz[known]).mean()) if known.any() else float("nan")
-        if share < CROSS_NODE_SHARE and not (np.isfinite(zone_share) and zone_share >= CROSS_ZONE_SHARE):
-            continue
         per_node = ", ".join(f"{n} {fmt_pct(v)}" for n, v in cross.groupby(g["node"]).mean().items())
-        out.append(finding(
-            "warning" if np.isfinite(zone_share) and zone_share >= CROSS_ZONE_SHARE else "info",
-            "cross-node-hops", spn, None,
-            "most connections are served on another node than the one they entered (an extra hop, SNAT)",
-            f"{fmt_pct(share)} of {len(g):,} connections cross nodes (per entry node: {per_node})"
-            + (f"; {fmt_pct(zone_share)} cross zones" if np.isfinite(zone_share) else ""),
-            "send traffic to nodes with endpoints (externalTrafficPolicy Local with health checks), or keep it "
-            "in the zone (trafficDistribution PreferClose / topology-aware routing)",
-        ))
+        rec = _hops_finding(spn, share, zone_share, len(g), per_node)
+        if rec:
+            out.append(rec)
+    return out
+
+
+def _hops_finding(spn: str, share: float, zone_share: float, total: int, per_node: str) -> dict | None:
+    if share < CROSS_NODE_SHARE and not (np.isfinite(zone_share) and zone_share >= CROSS_ZONE_SHARE):
+        return None
+    return finding(
+        "warning" if np.isfinite(zone_share) and zone_share >= CROSS_ZONE_SHARE else "info",
+        "cross-node-hops", spn, None,
+        "many connections are served on another node than the one they entered (an extra hop, SNAT)",
+        f"{fmt_pct(share)} of {total:,} connections cross nodes (per entry node: {per_node})"
+        + (f"; {fmt_pct(zone_share)} cross zones" if np.isfinite(zone_share) else ""),
+        "send traffic to nodes with endpoints (externalTrafficPolicy Local with health checks), or keep it "
+        "in the zone (trafficDistribution PreferClose / topology-aware routing)",
+    )
+
+
+def _cross_node_from_path(node_path: pd.DataFrame) -> list[dict]:
+    """``cross-node-hops`` from a ``node_path`` frame (local vs forwarded per entry node)."""
+    validate_frame(node_path, "node_path")
+    path = node_path.loc[node_path["path"].astype("str").isin(["local", "forwarded"])]
+    out = []
+    for spn, g in path.groupby(path["service_port_name"].astype("str"), sort=True):
+        conns = g["connections"].to_numpy(dtype="float64")
+        total = conns.sum()
+        if total <= 0:
+            continue
+        fwd = (g["path"].astype("str") == "forwarded").to_numpy()
+        known = g["cross_zone"].notna().to_numpy()
+        cross_zone = g["cross_zone"].fillna(False).astype(bool).to_numpy()
+        zone_share = conns[cross_zone].sum() / conns[known].sum() if conns[known].sum() > 0 else float("nan")
+        per_entry = g.assign(_fwd=np.where(fwd, conns, 0.0), _all=conns).groupby(
+            g["entry_node"].astype("str"), sort=True)[["_fwd", "_all"]].sum()
+        per_node = ", ".join(f"{n} {fmt_pct(r._fwd / r._all)}" for n, r in per_entry.iterrows() if r._all > 0)
+        rec = _hops_finding(spn, float(conns[fwd].sum() / total), float(zone_share), int(total), per_node)
+        if rec:
+            out.append(rec)
     return out
 
 
 def diagnose(frames: Frames, *, node_port_range: tuple[int, int] = DEFAULT_NODE_PORT_RANGE,
-             endpoint_nodes: Mapping[str, str] | None = None) -> pd.DataFrame:
+             endpoint_nodes: Mapping[str, str] | None = None,
+             node_path: pd.DataFrame | None = None) -> pd.DataFrame:
     """Every troubleshooting check the frames allow, as findings.
 
     Parameters
@@ -385,6 +415,9 @@ def diagnose(frames: Frames, *, node_port_range: tuple[int, int] = DEFAULT_NODE_
         The API server's ``--service-node-port-range``, inclusive.
     endpoint_nodes : mapping of str to str, optional
         Endpoint address -> node, added to what the frames tell (for cross-node hops).
+    node_path : pandas.DataFrame, optional
+        Kind ``node_path`` (local vs forwarded per entry node, as the analysis
+        computes it); when given, cross-node hops come from it instead.
 
     Returns
     -------
@@ -406,7 +439,10 @@ def diagnose(frames: Frames, *, node_port_range: tuple[int, int] = DEFAULT_NODE_
     records += _node_port_range(services, k8s_services, node_port_range)
     records += _snat_source_lost(services, flows, present(frames, "ground_truth"))
     records += _stale_conntrack(frames, services, endpoints, flows)
-    records += _cross_node_hops(frames, services, flows, endpoint_nodes)
+    if node_path is not None:
+        records += _cross_node_from_path(node_path)
+    else:
+        records += _cross_node_hops(frames, services, flows, endpoint_nodes)
     _, pressure, _ = pressure_section(frames)
     records += findings_records(pressure)
     out = findings_frame(records)
