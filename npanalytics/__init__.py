@@ -12,6 +12,7 @@ from .exceptions import (
     NpaWarning,
     ParseError,
     ParseWarning,
+    PrometheusWarning,
     SchemaError,
 )
 from .collectors import (
@@ -26,6 +27,7 @@ from .collectors import (
     read_nft_ruleset,
     read_proxy_rules,
 )
+from .collectors import connect_prometheus, get_prometheus_instant, get_prometheus_range, read_prometheus_response
 from .collectors import get_kube_proxy, get_kube_state, kube_proxy_frames, kube_state_frames, read_metrics_text
 
 from .collectors import EndpointSnapshot, get_endpoint_snapshot, read_k8s_objects, watch_endpoints
@@ -44,6 +46,7 @@ __all__ = [
     "NpaWarning",
     "ParseError",
     "ParseWarning",
+    "PrometheusWarning",
     "SchemaError",
     "ParseReport",
     "ProxyRules",
@@ -55,6 +58,10 @@ __all__ = [
     "read_ipvsadm",
     "read_nft_ruleset",
     "read_proxy_rules",
+    "connect_prometheus",
+    "get_prometheus_instant",
+    "get_prometheus_range",
+    "read_prometheus_response",
     "read_metrics_text",
     "get_kube_state",
     "get_kube_proxy",

@@ -10,6 +10,9 @@ inspect
 report
     Write the HTML/JSON/Markdown report of a dataset or of live sources, with an
     exit status for scheduled runs (see :mod:`npanalytics.report.cli`).
+collect
+    Record Prometheus series (and their raw responses) into a dataset folder
+    (see :mod:`npanalytics.collect`).
 lab
     Build, run, record and tear down the network-namespace lab (root only).
 """
@@ -132,6 +135,9 @@ def _build_parser() -> argparse.ArgumentParser:
     from .report.cli import register as register_report
 
     register_report(sub)
+    from .collect import register as register_collect
+
+    register_collect(sub)
     try:
         from .lab.cli import register as register_lab
     except ImportError:  # the lab's optional dependencies are missing

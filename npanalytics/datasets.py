@@ -155,6 +155,12 @@ def _lab(name: str, kind: str | None = None) -> Callable[[Path, Mapping[str, Any
     return derive
 
 
+def _derive_prometheus(path: Path, options: Mapping[str, Any]) -> dict[str, pd.DataFrame]:
+    from .collectors.prometheus import read_prometheus_response
+
+    return {"prom_samples": read_prometheus_response(path, **options)}
+
+
 DERIVERS: dict[str, Callable[[Path, Mapping[str, Any]], dict[str, pd.DataFrame]]] = {
     "read_conntrack": _derive_conntrack,
     "read_conntrack_stats": _derive_conntrack_stats,
@@ -166,6 +172,7 @@ DERIVERS: dict[str, Callable[[Path, Mapping[str, Any]], dict[str, pd.DataFrame]]
     "read_ground_truth": _lab("record.read_ground_truth", "ground_truth"),
     "read_rule_loads": _lab("record.read_rule_loads", "rule_loads"),
     "read_sweep_log": _lab("sweep.read_sweep_log"),
+    "read_prometheus_response": _derive_prometheus,
 }
 
 

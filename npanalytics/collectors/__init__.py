@@ -14,6 +14,7 @@ from .kube_proxy import KubeProxy, get_kube_proxy, histogram_quantile, kube_prox
 from .kube_state import KubeState, get_kube_state, kube_state_frames
 from .metrics_text import read_metrics_text
 from .nftables import read_nft_ruleset
+from .prometheus import connect_prometheus, get_prometheus_instant, get_prometheus_range, read_prometheus_response
 from .rules import read_proxy_rules
 
 __all__ = [
@@ -39,4 +40,8 @@ __all__ = [
     "kube_proxy_frames",
     "kube_state_frames",
     "read_metrics_text",
+    "connect_prometheus",
+    "get_prometheus_instant",
+    "get_prometheus_range",
+    "read_prometheus_response",
 ]

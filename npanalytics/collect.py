@@ -1,0 +1,369 @@
+"""``npanalytics collect``: record what a live cluster's monitoring knows into a Dataset.
+
+:func:`collect` runs range queries against Prometheus (the raw kube-state-metrics
+and kube-proxy series the catalogs are built from, :data:`DEFAULT_QUERIES`, plus any
+given) and writes a :class:`~npanalytics.Dataset`: one ``prom_samples`` frame per
+query, and the responses exactly as Prometheus sent them under ``raw/prometheus/``,
+from which every frame is derived again by
+:func:`~npanalytics.read_prometheus_response` (``Dataset.rederive``). Tests and
+notebooks then run on the folder without Prometheus.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+import sys
+import threading
+import warnings
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from .collectors.prometheus import Step, Time, connect_prometheus, get_prometheus_range
+from .datasets import Dataset, Derivation
+from .exceptions import NpaWarning
+
+__all__ = ["DEFAULT_QUERIES", "DEFAULT_STEP", "DEFAULT_RANGE", "collect", "parse_time"]
+
+#: The raw series a recording keeps, by frame name (kube-state-metrics and kube-proxy,
+#: KUBE_FACTS §3-4). Each is a bare selector, so the catalogs can compute anything
+#: (rates, histogram quantiles) from the recording later. A series the cluster does
+#: not expose gives an empty frame (recorded, not an error).
+DEFAULT_QUERIES: Mapping[str, str] = {
+    name: name
+    for name in (
+        # kube-state-metrics: Services, endpoints, pods, nodes
+        "kube_service_info",
+        "kube_service_spec_type",
+        "kube_service_labels",
+        "kube_endpointslice_info",
+        "kube_endpointslice_endpoints",
+        "kube_endpointslice_ports",
+        "kube_endpointslice_labels",
+        "kube_endpoint_address",
+        "kube_pod_info",
+        "kube_pod_status_ready",
+        "kube_pod_status_phase",
+        "kube_node_info",
+        "kube_node_labels",
+        "kube_node_status_condition",
+        # kube-proxy: sync durations, rules, changes, failures
+        "kubeproxy_sync_proxy_rules_duration_seconds_bucket",
+        "kubeproxy_sync_proxy_rules_duration_seconds_sum",
+        "kubeproxy_sync_proxy_rules_duration_seconds_count",
+        "kubeproxy_sync_full_proxy_rules_duration_seconds_bucket",
+        "kubeproxy_sync_partial_proxy_rules_duration_seconds_bucket",
+        "kubeproxy_network_programming_duration_seconds_bucket",
+        "kubeproxy_network_programming_duration_seconds_count",
+        "kubeproxy_sync_proxy_rules_iptables_total",
+        "kubeproxy_sync_proxy_rules_iptables_last",
+        "kubeproxy_sync_proxy_rules_endpoint_changes_total",
+        "kubeproxy_sync_proxy_rules_service_changes_total",
+        "kubeproxy_sync_proxy_rules_endpoint_changes_pending",
+        "kubeproxy_sync_proxy_rules_service_changes_pending",
+        "kubeproxy_sync_proxy_rules_no_local_endpoints_total",
+        "kubeproxy_sync_proxy_rules_iptables_restore_failures_total",
+        "kubeproxy_sync_proxy_rules_iptables_partial_restore_failures_total",
+        "kubeproxy_sync_proxy_rules_nftables_sync_failures_total",
+        "kubeproxy_sync_proxy_rules_last_timestamp_seconds",
+    )
+}
+
+DEFAULT_STEP = "15s"
+"""Resolution when none is given (a common scrape interval)."""
+
+DEFAULT_RANGE = dt.timedelta(hours=1)
+"""How far back ``start`` is when not given."""
+
+_FRAME_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
+_RELATIVE = re.compile(r"^now\s*(?:-\s*(\S+))?$")
+
+
+def parse_time(text: str | Time, *, now: dt.datetime | None = None) -> pd.Timestamp:
+    """A UTC time from ``now``, ``now-1h``, ISO 8601 text with a zone, or Unix seconds.
+
+    Parameters
+    ----------
+    text : str, datetime or float
+        The time; strings of digits are Unix seconds.
+    now : datetime, optional
+        What ``now`` means (default: the current time).
+
+    Raises
+    ------
+    ValueError
+        On a naive or unreadable time.
+    """
+    if not isinstance(text, str):
+        stamp = pd.Timestamp(text, unit="s") if isinstance(text, (int, float)) else pd.Timestamp(text)
+        if stamp.tzinfo is None:
+            if isinstance(text, (int, float)):
+                return stamp.tz_localize("UTC")
+            raise ValueError(f"time must be timezone-aware, got {text!r}")
+        return stamp.tz_convert("UTC")
+    relative = _RELATIVE.match(text.strip())
+    if relative:
+        base = pd.Timestamp(now or dt.datetime.now(dt.timezone.utc)).tz_convert("UTC")
+        if relative.group(1) is None:
+            return base
+        try:
+            return base - pd.Timedelta(relative.group(1))
+        except ValueError:
+            raise ValueError(f"expected now-<duration> such as now-1h, got {text!r}") from None
+    if re.fullmatch(r"\d+(\.\d+)?", text.strip()):
+        return pd.Timestamp(float(text), unit="s", tz="UTC")
+    try:
+        stamp = pd.Timestamp(text)
+    except ValueError:
+        raise ValueError(f"expected now, now-<duration>, ISO 8601 or Unix seconds, got {text!r}") from None
+    if stamp.tzinfo is None:
+        raise ValueError(f"time {text!r} has no zone; add Z for UTC (naive times are ambiguous)")
+    return stamp.tz_convert("UTC")
+
+
+def _check_queries(queries: Mapping[str, str] | None, defaults: bool) -> dict[str, str]:
+    chosen = dict(DEFAULT_QUERIES) if defaults else {}
+    for name, expr in (queries or {}).items():
+        if not _FRAME_NAME.match(name):
+            raise ValueError(
+                f"query name {name!r} must start with a letter or _ and hold only letters, digits, _ . -"
+            )
+        if not str(expr).strip():
+            raise ValueError(f"query {name!r} is empty")
+        chosen[name] = str(expr)
+    if not chosen:
+        raise ValueError("no queries: give queries=, or keep the default list")
+    return chosen
+
+
+class _Progress:
+    """A tqdm bar over chunks on a terminal, nothing elsewhere (thread-safe updates)."""
+
+    def __init__(self, total: int, enabled: bool | None) -> None:
+        if enabled is None:
+            enabled = sys.stderr.isatty()
+        self._bar = None
+        self._lock = threading.Lock()
+        if enabled:
+            from tqdm import tqdm
+
+            self._bar = tqdm(total=total, unit="query", desc="collect", file=sys.stderr)
+
+    def grow(self, extra: int) -> None:
+        if self._bar is not None and extra:
+            with self._lock:
+                self._bar.total += extra
+                self._bar.refresh()
+
+    def step(self, label: str) -> None:
+        if self._bar is not None:
+            with self._lock:
+                self._bar.set_postfix_str(label[:40], refresh=False)
+                self._bar.update(1)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+
+
+def collect(
+    out: str | os.PathLike[str],
+    *,
+    prometheus: Any = None,
+    start: Time | None = None,
+    end: Time | None = None,
+    step: Step | None = None,
+    queries: Mapping[str, str] | None = None,
+    default_queries: bool = True,
+    name: str | None = None,
+    description: str | None = None,
+    token: str | None = None,
+    headers: Mapping[str, str] | None = None,
+    verify: bool | str = True,
+    timeout: float = 30.0,
+    retries: int = 2,
+    max_workers: int = 4,
+    progress: bool | None = None,
+    overwrite: bool = False,
+) -> Dataset:
+    """Record Prometheus series into a dataset folder.
+
+    Parameters
+    ----------
+    out : path
+        The dataset folder to write (atomically). Its name is the dataset's name
+        unless ``name`` is given.
+    prometheus : str or PrometheusConnect
+        Prometheus base URL, or a client from
+        :func:`~npanalytics.connect_prometheus` (then ``token``, ``headers``,
+        ``verify``, ``timeout`` and ``retries`` are its own).
+    start, end : datetime, str or float, optional
+        The range (timezone-aware, ISO 8601 with a zone, ``now``, ``now-1h`` or Unix
+        seconds). Default: the last :data:`DEFAULT_RANGE` up to now.
+    step : str, timedelta or float, optional
+        Resolution (default :data:`DEFAULT_STEP`).
+    queries : mapping of str to str, optional
+        More queries, frame name -> PromQL (a name of the default list replaces it).
+    default_queries : bool, default True
+        Include :data:`DEFAULT_QUERIES`.
+    name, description : str, optional
+        The dataset's name and description.
+    token, headers, verify, timeout, retries
+        As for :func:`~npanalytics.connect_prometheus`.
+    max_workers : int, default 4
+        Requests in flight at once (over the chunks of long ranges).
+    progress : bool, optional
+        Show a tqdm progress bar; default: only when stderr is a terminal.
+    overwrite : bool, default False
+        Replace an existing folder.
+
+    Returns
+    -------
+    Dataset
+        Saved at ``out``: one ``prom_samples`` frame per query, each derived from
+        ``raw/prometheus/<frame>.json`` (the response, or a JSON array of the
+        responses of a range fetched in chunks).
+
+    Raises
+    ------
+    CollectorError
+        When a query fails (nothing is written then).
+    ValueError
+        On bad arguments (no Prometheus, a bad time, a bad query name).
+    """
+    if prometheus is None:
+        raise ValueError("collect needs a source: prometheus= (a URL or a PrometheusConnect)")
+    target = Path(out)
+    ds_name = name or target.name
+    end_at = parse_time(end) if end is not None else pd.Timestamp.now(tz="UTC").floor("s")
+    start_at = parse_time(start, now=end_at.to_pydatetime()) if start is not None else end_at - DEFAULT_RANGE
+    if end_at < start_at:
+        raise ValueError(f"end ({end_at.isoformat()}) is before start ({start_at.isoformat()})")
+    chosen = _check_queries(queries, default_queries)
+    step = DEFAULT_STEP if step is None else step
+    prom = prometheus
+    if isinstance(prometheus, str):
+        prom = connect_prometheus(prometheus, token=token, headers=headers, verify=verify,
+                                  timeout=timeout, retries=retries)
+    bar = _Progress(len(chosen), progress)
+    frames: dict[str, pd.DataFrame] = {}
+    raw: dict[str, bytes] = {}
+    notes: dict[str, list[str]] = {}
+    try:
+        for frame, expr in chosen.items():
+            bodies: dict[int, bytes] = {}
+
+            def keep(k: int, total: int, _lo: int, body: bytes, _bodies: dict[int, bytes] = bodies,
+                     _frame: str = frame) -> None:
+                if k == 0 and total > 1:
+                    bar.grow(total - 1)
+                _bodies[k] = body
+                bar.step(_frame)
+
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", NpaWarning)
+                frames[frame] = get_prometheus_range(prom, expr, start_at, end_at, step,
+                                                     max_workers=max_workers, on_response=keep)
+            for w in caught:  # pass them on, and keep them in the manifest
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+            if frames[frame].attrs.get("warnings"):
+                notes[frame] = list(frames[frame].attrs["warnings"])
+            ordered = [bodies[k] for k in sorted(bodies)]
+            raw[f"raw/prometheus/{frame}.json"] = ordered[0] if len(ordered) == 1 else \
+                b"[" + b",".join(ordered) + b"]"
+    finally:
+        bar.close()
+    recording = {
+        "what": "range queries against Prometheus, kept as the raw responses",
+        "source": "prometheus",
+        "prometheus_url": getattr(prom, "url", str(prometheus)),
+        "start_utc": start_at.isoformat(),
+        "end_utc": end_at.isoformat(),
+        "step": str(step),
+        "queries": chosen,
+        "warnings": notes,
+        "collected_utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "commands": {"collect": "npanalytics collect --prometheus URL --start ... --end ... --step ..."},
+    }
+    dataset = Dataset(
+        name=ds_name,
+        description=description or f"Prometheus series from {start_at.isoformat()} to {end_at.isoformat()}",
+        frames=frames,
+        kinds={f: "prom_samples" for f in frames},
+        recording=recording,
+        raw=raw,
+        derivations={f: [Derivation("read_prometheus_response", f"raw/prometheus/{f}.json", "prom_samples")]
+                     for f in frames},
+    )
+    dataset.save(target, overwrite=overwrite)
+    return dataset
+
+
+# -- command line -------------------------------------------------------------------------------
+
+
+def _query_arg(text: str) -> tuple[str, str]:
+    import argparse
+
+    name, sep, expr = text.partition("=")
+    if sep and _FRAME_NAME.match(name.strip()):
+        return name.strip(), expr.strip()
+    if _FRAME_NAME.match(text.strip()):  # a bare metric name names its own frame
+        return text.strip(), text.strip()
+    raise argparse.ArgumentTypeError(f"expected NAME=PROMQL (or a bare metric name), got {text!r}")
+
+
+def register(sub: Any) -> None:
+    """Add the ``collect`` subcommand to the CLI's subparsers."""
+    p = sub.add_parser(
+        "collect",
+        help="record Prometheus series into a dataset folder",
+        description=(
+            "Run range queries against Prometheus (the raw kube-state-metrics and kube-proxy series "
+            "by default, plus --query) and write a dataset: one prom_samples frame per query and the "
+            "raw responses under raw/prometheus/. Times: now, now-1h, ISO 8601 with a zone, or Unix seconds."
+        ),
+    )
+    p.add_argument("--prometheus", metavar="URL", required=True, help="Prometheus base URL")
+    p.add_argument("--start", help="range start (default: end - 1h)")
+    p.add_argument("--end", help="range end (default: now)")
+    p.add_argument("--step", default=DEFAULT_STEP, help=f"resolution (default {DEFAULT_STEP})")
+    p.add_argument("--out", metavar="DIR", required=True, help="dataset folder to write")
+    p.add_argument("--query", metavar="NAME=PROMQL", action="append", type=_query_arg, default=[],
+                   help="another query (repeatable); NAME is its frame")
+    p.add_argument("--no-default-queries", action="store_true", help="only the --query ones")
+    p.add_argument("--token-file", metavar="FILE", help="file holding a bearer token")
+    p.add_argument("--header", metavar="NAME:VALUE", action="append", default=[], help="extra HTTP header")
+    p.add_argument("--ca-cert", metavar="FILE", help="CA bundle to verify the server with")
+    p.add_argument("--insecure", action="store_true", help="do not verify the server's TLS certificate")
+    p.add_argument("--timeout", type=float, default=30.0, help="seconds per request (default 30)")
+    p.add_argument("--retries", type=int, default=2, help="retries of failed connections and 5xx (default 2)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing DIR")
+    p.set_defaults(func=_run)
+
+
+def _run(args: Any) -> int:
+    headers = {}
+    for item in args.header:
+        key, sep, value = item.partition(":")
+        if not sep or not key.strip():
+            raise ValueError(f"--header expects NAME:VALUE, got {item!r}")
+        headers[key.strip()] = value.strip()
+    token = Path(args.token_file).read_text().strip() if args.token_file else None
+    if args.insecure and args.ca_cert:
+        raise ValueError("give either --insecure or --ca-cert, not both")
+    verify: bool | str = False if args.insecure else (args.ca_cert or True)
+    dataset = collect(
+        args.out, prometheus=args.prometheus, start=args.start, end=args.end, step=args.step,
+        queries=dict(args.query), default_queries=not args.no_default_queries, token=token,
+        headers=headers, verify=verify, timeout=args.timeout, retries=args.retries, overwrite=args.overwrite,
+    )
+    empty = [f for f, df in dataset.frames.items() if df.empty]
+    rows = sum(len(df) for df in dataset.frames.values())
+    print(f"npanalytics collect: wrote {dataset.path}: {len(dataset.frames)} frames, {rows} samples"
+          + (f"; {len(empty)} queries matched nothing: {', '.join(empty)}" if empty else ""))
+    return 0
