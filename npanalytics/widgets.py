@@ -328,7 +328,7 @@ class AffinityExplorer(_Explorer):
             why = self.analysis.missing.get("node_path", "no conntrack flows of this Service port")
             text += f"<p>No NodePort path recorded for {html.escape(service)}: {html.escape(why)}</p>"
         else:
-            plot_flow_diagram(node_path, ax=right)
+            plot_flow_diagram(node_path, service, ax=right)
         table = "" if affinity is None else _table_html(affinity, "No affinity rows for this Service port.")
         findings = self.analysis.findings
         mine = findings[(findings["service"].astype("str") == service) & findings["code"].astype("str").isin(self.CODES)]

@@ -31,7 +31,7 @@ EXPECTED = {
     "01-quickstart": ["image/png", "entry_node", "severity", "default/web:http"],
     "02-load-skew-explorer": ["image/png", "application/vnd.jupyter.widget-view+json", "etp-local-topology"],
     "03-session-affinity": ["image/png", "application/vnd.jupyter.widget-view+json", "affinity-concentration"],
-    "04-proxy-mode-overhead": ["image/png", "application/vnd.jupyter.widget-view+json", "KEP-3866",
+    "04-proxy-mode-overhead": ["image/png", "application/vnd.jupyter.widget-view+json", "KEP-3866", "At 8,000 Service ports",
                                "slope_ns_per_service"],
     "05-troubleshooting": ["image/png", "application/vnd.jupyter.widget-view+json", "stale-conntrack"],
     "06-lab": ["image/png", "web-3", "notebook-lab"],

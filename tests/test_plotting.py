@@ -193,6 +193,18 @@ def test_flow_diagram_of_a_node_path_frame():
         plot_flow_diagram(load)
     ax = plot_flow_diagram(load[load["measure"] == "bytes"])
     assert [t.get_text() for t in ax.get_xticklabels()] == ["entry_node", "node", "pod"]
+    assert ax.get_title() == "where the bytes went"
+
+
+def test_flow_diagram_of_one_service_port():
+    paths = pd.DataFrame({"service_port_name": [SPN, SPN, "default/db:sql"], "client": ["c1", "c2", "c1"],
+                          "node": ["a", "b", "a"], "pod": ["p", "q", "r"], "connections": [1, 3, 100]})
+    ax = plot_flow_diagram(paths, SPN, max_line_width=4)
+    assert {line.get_gid(): line.get_linewidth() for line in ax.lines} == pytest.approx({
+        "client:c1 -> node:a": 1, "client:c2 -> node:b": 3, "node:a -> pod:p": 1, "node:b -> pod:q": 3})
+    assert ax.get_title().endswith(SPN)
+    with pytest.raises(ValueError, match="did you mean 'default/web:http'"):
+        plot_flow_diagram(paths, "default/web:htp")
 
 
 def test_flow_diagram_names_missing_columns():

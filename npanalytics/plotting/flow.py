@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ._common import axes
+from ._common import axes, check_option
 
 __all__ = ["plot_flow_diagram"]
 
@@ -50,6 +50,7 @@ def _check_one_kind_of_load(paths: pd.DataFrame) -> None:
 
 def plot_flow_diagram(
     paths: pd.DataFrame,
+    service_port_name: str | None = None,
     *,
     layers: Sequence[str] | None = None,
     weight: str | None = None,
@@ -63,6 +64,9 @@ def plot_flow_diagram(
     paths : pandas.DataFrame
         One row per path with a column per layer and a ``weight`` column. Rows
         with a missing label are drawn under ``"(unknown)"``, never dropped.
+    service_port_name : str, optional
+        Draw only the rows of this Service port (``paths`` needs a
+        ``service_port_name`` column); default every row.
     layers : sequence of str, optional
         The columns, left to right (at least two). Default by the frame:
         ``node_path`` (``Analysis.sections["node_path"]``): entry node -> backend
@@ -83,6 +87,12 @@ def plot_flow_diagram(
         width of ``max_line_width`` times its share of the total weight; each
         box is a text label.
     """
+    if service_port_name is not None:
+        if "service_port_name" not in paths.columns:
+            raise ValueError("plot_flow_diagram: service_port_name given but paths has no service_port_name column")
+        check_option("service_port_name", service_port_name,
+                     sorted(str(v) for v in paths["service_port_name"].dropna().unique()))
+        paths = paths[paths["service_port_name"].astype("str") == service_port_name]
     default_layers, default_weight = _defaults(paths)
     layers = default_layers if layers is None else list(layers)
     weight = default_weight if weight is None else weight
@@ -118,5 +128,8 @@ def plot_flow_diagram(
     ax.set_yticks([])
     for side in ("left", "right", "top"):
         ax.spines[side].set_visible(False)
-    ax.set_title(f"where the {weight} went")
+    what = weight
+    if "measure" in paths.columns and paths["measure"].nunique() == 1:
+        what = str(paths["measure"].dropna().iloc[0])
+    ax.set_title(f"where the {what} went" + (f": {service_port_name}" if service_port_name else ""))
     return ax
