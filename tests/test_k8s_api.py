@@ -182,7 +182,7 @@ def test_expired_continue_token_lists_again_from_scratch(tmp_path):
     assert any("expired" in n and "pods" in n for n in snap.notes)
 
 
-def test_named_context_and_unknown_context(server, tmp_path):
+def test_named_context_and_unknown_context(server, tmp_path, monkeypatch):
     config = kubeconfig_dict(f"http://127.0.0.1:{free_port()}", token=TOKEN, context="dead")
     live = kubeconfig_dict(server.url, token=TOKEN, context="lab")
     for key in ("clusters", "users", "contexts"):
@@ -191,6 +191,8 @@ def test_named_context_and_unknown_context(server, tmp_path):
     path.write_text(json.dumps(config))
     snap = get_endpoint_snapshot(kubeconfig=path, context="lab")
     assert len(snap.nodes) == 3
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert len(get_endpoint_snapshot(kubeconfig="~/two-contexts", context="lab").nodes) == 3
     with pytest.raises(CollectorError, match=r"cannot reach the Kubernetes API server at http://127\.0\.0\.1"):
         get_endpoint_snapshot(kubeconfig=path)  # current context: dead
     with pytest.raises(CollectorError, match=r"two-contexts: cannot use it .*its contexts: dead, lab"):

@@ -425,6 +425,8 @@ def _api_client(client: Any, kubeconfig: str | os.PathLike[str] | None, context:
         except k8s.config.ConfigException as exc:
             raise CollectorError(f"in-cluster configuration could not be loaded: {exc}") from None
         return k8s.client.ApiClient(configuration), True
+    if kubeconfig is not None:
+        kubeconfig = Path(kubeconfig).expanduser()
     where = str(kubeconfig) if kubeconfig is not None else "the default kubeconfig ($KUBECONFIG or ~/.kube/config)"
     if kubeconfig is not None and not Path(kubeconfig).is_file():
         raise CollectorError(f"{where}: no such kubeconfig file")
