@@ -107,6 +107,19 @@ def test_openmetrics_single_timestamp_and_exact_seconds():
     assert frame["value"].tolist() == [1.5]
 
 
+def test_openmetrics_exemplars_and_repeated_series():
+    # a histogram at two timestamps whose buckets carry exemplars (spaces inside a label value)
+    text = "# TYPE h histogram\n" + "".join(
+        f'h_bucket{{le="1"}} {k} {ts} # {{trace_id="a b"}} 0.5 {ts}\nh_bucket{{le="+Inf"}} {k} {ts}\n'
+        f"h_sum {k * 0.5} {ts}\nh_count {k} {ts}\n" for k, ts in ((1, 10), (2, 20))) + "# EOF\n"
+    frame = read_metrics_text(text)
+    assert frame["timestamp"].dt.second.tolist() == [10] * 4 + [20] * 4
+    assert frame["value"].tolist() == [1, 1, 0.5, 1, 2, 2, 1, 2]
+    # prometheus_client keeps one of two samples of a series at one time: an error, not a silent drop
+    with pytest.raises(ParseError, match=r"<string>:0: expected every sample line to be read.*'1 of 2 samples'"):
+        read_metrics_text("# TYPE g gauge\ng 1 5\ng 2 5\n# EOF\n")
+
+
 def test_parse_error_names_source_and_line():
     path = DATA / "broken-unquoted-label.txt"
     with pytest.raises(ParseError, match=r"broken-unquoted-label.txt:4: expected Prometheus text format") as info:

@@ -29,6 +29,7 @@ Known limits of the parsers, and what this module does about them
 from __future__ import annotations
 
 import datetime as dt
+import decimal
 import re
 import urllib.error
 import urllib.request
@@ -53,6 +54,11 @@ ACCEPT = "text/plain;version=0.0.4;q=1,application/openmetrics-text;version=1.0.
 
 _METADATA = re.compile(r"^#\s*(?:HELP|TYPE|UNIT)\s+(\S+)")
 _COUNTER_TYPE = re.compile(r"^#\s*TYPE\s+(\S+)\s+counter\s*$")
+# A sample line: name, optional {labels} (quoted values may hold anything but an unescaped quote),
+# value, optional timestamp (group 1, only used to group lines), optional exemplar.
+_LABELS = r'\{(?:[^"{}]|"(?:[^"\\\n]|\\.)*")*\}'
+_PLAIN_SAMPLE = re.compile(
+    rf'^[a-zA-Z_:][a-zA-Z0-9_:]*(?:{_LABELS})?[ ]+[^ #]+(?:[ ]+([^ #]+))?(?:[ ]+#[ ]+{_LABELS}[ ]+[^ #]+(?:[ ]+[^ #]+)?)?$')
 _FAMILY_ERROR = re.compile(r":\s*([a-zA-Z_:][a-zA-Z0-9_:]*)\s*$")
 
 
@@ -141,25 +147,40 @@ def _parse(name: str, fmt: str, lines: list[str], linenos: list[int], all_lines:
 
 
 def _split_by_timestamp(name: str, lines: list[str]) -> list[tuple[list[str], list[int]]]:
-    """OpenMetrics lines grouped by sample timestamp, each group with all metadata lines."""
+    """OpenMetrics lines grouped by sample timestamp, each group with all metadata lines.
+
+    Only the grouping is decided here: a plain sample line (no exemplar) has its
+    timestamp as the token after the value; any other line is given alone to
+    prometheus_client's parser to learn its timestamp. The groups are then parsed
+    in full by prometheus_client.
+    """
     _, om_parser = _parsers()
-    stamps: list[Any] = []
-    for lineno, line in enumerate(lines, 1):
+    meta: list[int] = []
+    groups: dict[Any, list[int]] = {}
+    for index, line in enumerate(lines):
         body = line.rstrip("\n")
         if not body or body.startswith("#"):
-            stamps.append("meta")
+            meta.append(index)
             continue
-        try:  # one sample line alone is a valid OpenMetrics document of an unknown family
-            (family,) = om_parser.text_string_to_metric_families(body + "\n# EOF\n")
-            stamps.append(_timestamp_ns(family.samples[0].timestamp, "openmetrics"))
-        except ValueError as exc:
-            raise ParseError(name, lineno, f"an OpenMetrics sample line (prometheus_client: {exc})", body) from None
-    distinct = list(dict.fromkeys(s for s in stamps if s != "meta"))
+        match = _PLAIN_SAMPLE.match(body)
+        try:
+            key = decimal.Decimal(match.group(1)) if match and match.group(1) else None if match else _om_stamp(
+                om_parser, body)
+        except (ValueError, decimal.InvalidOperation) as exc:
+            raise ParseError(name, index + 1, f"an OpenMetrics sample line (prometheus_client: {exc})", body) from None
+        groups.setdefault(key, []).append(index)
     parts = []
-    for stamp in distinct:
-        keep = [i for i, s in enumerate(stamps) if s == "meta" or s == stamp]
+    for indices in groups.values():
+        keep = sorted(meta + indices)
         parts.append(([lines[i] for i in keep], [i + 1 for i in keep]))
     return parts
+
+
+def _om_stamp(om_parser: Any, body: str) -> decimal.Decimal | None:
+    """The timestamp of one sample line, from prometheus_client (a one-line document)."""
+    (family,) = om_parser.text_string_to_metric_families(body + "\n# EOF\n")
+    stamp = family.samples[0].timestamp
+    return None if stamp is None else decimal.Decimal(stamp.sec) + decimal.Decimal(stamp.nsec) / 10**9
 
 
 def _detect_format(lines: list[str], content_type: str | None) -> str:
@@ -289,26 +310,17 @@ def read_metrics_text(
 
 
 def _parse_openmetrics(name: str, lines: list[str], family_lines: dict[str, int]):
-    everything = list(range(1, len(lines) + 1))
-    try:
-        samples = _parse(name, "openmetrics", lines, everything, lines, family_lines)
-        if len(samples) == _sample_lines(lines):
-            return samples
-        first_error: ParseError | None = None
-    except ParseError as exc:
-        first_error = exc
+    """Parse OpenMetrics one timestamp at a time (see the module notes), checking nothing was dropped."""
     parts = _split_by_timestamp(name, lines)
-    if len(parts) <= 1:  # one timestamp: the parser's own answer stands
-        if first_error is not None:
-            raise first_error
-        raise ParseError(name, 0, "every sample line to be read (prometheus_client dropped some)",
-                         f"{_sample_lines(lines)} sample lines")
+    if len(parts) <= 1:
+        parts = [(lines, list(range(1, len(lines) + 1)))]
     samples = []
     for part_lines, part_linenos in parts:
         samples.extend(_parse(name, "openmetrics", part_lines, part_linenos, lines, family_lines))
-    if len(samples) != _sample_lines(lines):
-        raise ParseError(name, 0, "every sample line to be read (prometheus_client dropped some)",
-                         f"{len(samples)} of {_sample_lines(lines)} samples")
+    expected = _sample_lines(lines)
+    if len(samples) != expected:
+        raise ParseError(name, 0, "every sample line to be read (prometheus_client dropped repeated series)",
+                         f"{len(samples)} of {expected} samples")
     return samples
 
 
