@@ -110,6 +110,7 @@ def test_snapshot_holds_the_scenarios_objects(server):
     assert nodes.loc["node-a", "zone"] == "zone-a" and pd.isna(nodes.loc["node-c", "zone"])
     assert nodes["ready"].all()
 
+    assert snap.server == server.url and snap.taken_at.tz is not None
     assert set(snap.resource_versions) == {"services", "endpointslices", "pods", "nodes"}
     assert set(snap.resource_versions.values()) == {server.resource_version}
     lists = [r for r in server.requests if r.verb == "list"]

@@ -132,6 +132,8 @@ class EndpointSnapshot:
         :func:`read_k8s_objects` reads each page back into the same rows.
     taken_at : pandas.Timestamp or None
         When the snapshot was taken (UTC); ``None`` for dumps.
+    server : str or None
+        URL of the API server (without credentials); ``None`` for dumps.
     """
 
     services: pd.DataFrame
@@ -142,6 +144,7 @@ class EndpointSnapshot:
     notes: list[str] = dataclasses.field(default_factory=list)
     raw: dict[str, bytes] = dataclasses.field(default_factory=dict)
     taken_at: pd.Timestamp | None = None
+    server: str | None = None
 
     def frames(self) -> dict[str, pd.DataFrame]:
         """The four frames by frame kind (``{"k8s_services": ..., ...}``)."""
@@ -725,7 +728,8 @@ def _snapshot(api_client: Any, namespace: str | None, label_selector: str | None
                 objects[resource] = kept
     rows = {r: [row for o in items for row in _rows(r, o, "api")] for r, items in objects.items()}
     frames = _frames(rows)
-    return EndpointSnapshot(**frames, resource_versions=versions, notes=notes, raw=raw, taken_at=taken_at)
+    return EndpointSnapshot(**frames, resource_versions=versions, notes=notes, raw=raw, taken_at=taken_at,
+                            server=_safe_url(api_client.configuration.host))
 
 
 def _ns(obj: Mapping[str, Any]) -> str:
