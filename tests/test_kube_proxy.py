@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from npanalytics import kube_proxy_frames, kube_state_frames, read_metrics_text
+from npanalytics import get_kube_proxy, get_kube_state, kube_proxy_frames, kube_state_frames, read_metrics_text
 from npanalytics.collectors.kube_proxy import histogram_quantile
 from npanalytics.lab.metrics import kube_proxy_metrics_text, openmetrics_series
 from npanalytics.schemas import validate_frame
@@ -272,14 +272,10 @@ def test_histogram_quantile_equals_prometheus(prometheus):
 
 
 def test_get_kube_proxy_equals_the_pure_frames(prometheus):
-    prom_module = pytest.importorskip("npanalytics.collectors.prometheus")  # the HTTP layer (#4 part A)
-    from npanalytics import get_kube_proxy
-
     url, t0 = prometheus
     start, end = pd.Timestamp(t0 + 300, unit="s", tz="UTC"), pd.Timestamp(t0 + 480, unit="s", tz="UTC")
     live = get_kube_proxy(url, start, end, "60s")
     pure = kube_proxy_frames(read_metrics_text(scrapes(t0)))
-    assert prom_module is not None
     # every evaluation lands on a scrape and the window starts on one: rate() does not extrapolate,
     # so quantiles, rates and means agree exactly
     columns = ["per_second", "mean_seconds", "p50_seconds", "p90_seconds", "p99_seconds"]
@@ -298,9 +294,6 @@ def test_get_kube_proxy_equals_the_pure_frames(prometheus):
 
 
 def test_get_kube_state_equals_the_pure_frames(prometheus):
-    pytest.importorskip("npanalytics.collectors.prometheus")
-    from npanalytics import get_kube_state
-
     url, _ = prometheus
     samples = read_metrics_text(SERIES)
     for stamp in sorted(samples["timestamp"].unique()):
