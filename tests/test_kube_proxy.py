@@ -116,6 +116,32 @@ def test_one_iptables_scrape():
     assert math.isnan(status["endpoint_changes_per_second"])
 
 
+RECORDED = sorted(p.parent.parent.parent for p in Path(__file__).parent.parent.glob("datasets/*/raw/metrics/series.om"))
+
+
+@pytest.mark.parametrize("dataset", RECORDED, ids=lambda p: p.name)
+def test_recorded_sync_histograms_equal_the_timed_rule_loads(dataset):
+    from npanalytics.lab.metrics import SYNC_DURATION_BUCKETS
+
+    loads = json.loads((dataset / "raw" / "rule_loads.json").read_text())["records"]
+    nodes = sorted({r["node"] for r in loads})
+    for node in nodes:
+        seconds = [r["load_seconds"] for r in loads if r["node"] == node]
+        proxy = kube_proxy_frames(read_metrics_text(dataset / "raw" / "metrics" / f"kube-proxy-{node}.txt", at=AT),
+                                  node=node)
+        sync = latency_of(proxy.latency, "sync")
+        assert sync["observations"] == len(seconds)
+        assert sync["mean_seconds"] * len(seconds) == pytest.approx(math.fsum(seconds), rel=1e-12)
+        # buckets counted from the raw load times (le is inclusive), then Prometheus's interpolation
+        buckets = [(b, sum(s <= b for s in seconds)) for b in SYNC_DURATION_BUCKETS] + [(INF, len(seconds))]
+        for q in (0.5, 0.9, 0.99):
+            assert sync[f"p{round(q * 100)}_seconds"] == pytest.approx(histogram_quantile(buckets, q), rel=1e-12)
+    # the backfill file tells the nodes apart by instance and ends where the scrapes end
+    over_time = kube_proxy_frames(read_metrics_text(dataset / "raw" / "metrics" / "series.om"), window=None)
+    last = over_time.latency[over_time.latency["metric"] == "sync"].groupby("node", observed=True).last()
+    assert last["observations"].to_dict() == {n: sum(r["node"] == n for r in loads) for n in nodes}
+
+
 def test_nftables_and_ipvs_modes():
     proxy = kube_proxy_frames(read_metrics_text(DATA / "kube-proxy-1.33-nftables.txt", at=AT), node="node-b")
     (status,) = proxy.status.to_dict("records")
