@@ -370,3 +370,31 @@ def test_report_payload_is_json_values_only():
     assert json.loads(text) == payload
     with pytest.raises(ValueError, match="timezone-aware"):
         report_payload(analysis, generated=dt.datetime(2026, 1, 1))
+
+
+def test_templates_ship_in_the_wheel(tmp_path):
+    """Build the wheel and render a report from the installed copy, outside the checkout."""
+    import subprocess
+    import sys
+    import zipfile
+
+    wheel_dir = tmp_path / "wheel"
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+                    "-w", str(wheel_dir), "."], check=True, cwd=ROOT)
+    (wheel,) = wheel_dir.glob("npanalytics-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    assert {"npanalytics/report/templates/report.html.j2", "npanalytics/report/templates/report.md.j2",
+            "npanalytics/report/templates/_table.html.j2"} <= set(names)
+    site = tmp_path / "site"
+    zipfile.ZipFile(wheel).extractall(site)
+    code = (
+        "import sys, npanalytics.report as r; from npanalytics.analysis.result import Analysis; "
+        "paths = r.render_report(Analysis(), formats=('html', 'md'), out_dir=sys.argv[1]); "
+        "print(r.__file__); print(paths['html'].read_text()[:15])"
+    )
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "out")], capture_output=True, text=True,
+                         cwd=tmp_path, env={"PYTHONPATH": str(site), "PATH": "/usr/bin:/bin"})
+    assert out.returncode == 0, out.stderr
+    module_file, first = out.stdout.split("\n", 1)
+    assert module_file.startswith(str(site))
+    assert first.startswith("<!DOCTYPE html>")
