@@ -79,7 +79,7 @@ def _set_options(dropdown: Any, options: list[Any], keep: bool = True) -> None:
 class _Explorer:
     """The dataset choice, the analysis cache, the figure and the refresh cycle."""
 
-    figure_size = (9.0, 4.0)
+    figure_size = (11.0, 4.0)
 
     def __init__(self, data: AnalysisSource = None, *, analyze: Callable[[Dataset], Analysis] | None = None) -> None:
         self._analyze = analyze or _analyze
@@ -201,7 +201,8 @@ class SkewExplorer(_Explorer):
     dataset, service, source, group, window : ipywidgets.Dropdown
         The controls; setting ``.value`` redraws.
     figure : matplotlib.figure.Figure
-        The last figure drawn: share vs expected (left), Lorenz curve (right).
+        The last figure drawn: share vs expected, the Lorenz curve and, when the
+        choice has per-window rows, the shares over time.
     text, table : ipywidgets.HTML
         The skew summary line and the findings of the Service port.
     """
@@ -245,15 +246,20 @@ class SkewExplorer(_Explorer):
         _set_options(self.window, windows)
 
     def _draw(self, figure: Figure) -> tuple[str, str]:
-        from .plotting import plot_lorenz, plot_share_vs_expected
+        from .plotting import plot_lorenz, plot_share_vs_expected, plot_shares_over_time
 
         if self.service.value is None:
             figure.subplots().set_axis_off()
             return "<p>No Service port with skew results in this analysis.</p>", ""
-        left, right = figure.subplots(1, 2, width_ratios=(2, 1))
+        skew = self.analysis.skew
+        windowed = self._rows(skew, window=False)["window_start"].notna().any()
+        axes = figure.subplots(1, 3 if windowed else 2, width_ratios=(2, 1, 2) if windowed else (2, 1))
         choice = {"source": self.source.value, "group": self.group.value, "window_start": self._window()}
-        plot_share_vs_expected(self.analysis.skew, self.service.value, ax=left, **choice)
-        plot_lorenz(self.analysis.skew, self.service.value, summary=self.analysis.skew_summary, ax=right, **choice)
+        plot_share_vs_expected(skew, self.service.value, ax=axes[0], **choice)
+        plot_lorenz(skew, self.service.value, summary=self.analysis.skew_summary, ax=axes[1], **choice)
+        if windowed:
+            plot_shares_over_time(skew, self.service.value, source=self.source.value, group=self.group.value,
+                                  ax=axes[2])
         summary = self._rows(self.analysis.skew_summary)
         text = "<p>No summary row for this choice.</p>"
         if len(summary):

@@ -113,6 +113,8 @@ def test_skew_explorer_follows_service_source_grouping_and_window(analysis):
     assert [label for label, _ in explorer.window.options] == ["whole recording", "2026-01-01 10:00:00 UTC"]
     assert _bars(explorer) == [0.5, 0.3, 0.2]
     assert "Gini 0.200" in explorer.text.value
+    over_time = explorer.figure.axes[2]  # this choice has a window
+    assert sorted(line.get_label() for line in over_time.lines) == ["pod-0", "pod-1", "pod-2"]
     first_png = explorer.image.value
     explorer.window.value = T0
     assert _bars(explorer) == [0.9, 0.05, 0.05]
@@ -120,6 +122,7 @@ def test_skew_explorer_follows_service_source_grouping_and_window(analysis):
     explorer.source.value = "ground_truth"  # has no windows: back to the whole recording
     assert explorer.window.options == (("whole recording", "whole recording"),)
     assert _bars(explorer) == [0.34, 0.33, 0.33]
+    assert len(explorer.figure.axes) == 2  # no windows: no shares over time
     lorenz = explorer.figure.axes[1]
     assert any("Gini 0.010" in line.get_label() for line in lorenz.lines)
 
