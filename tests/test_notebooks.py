@@ -36,7 +36,7 @@ EXPECTED = {
     "05-troubleshooting": ["image/png", "application/vnd.jupyter.widget-view+json", "stale-conntrack"],
     "06-lab": ["image/png", "web-3", "notebook-lab"],
 }
-DEF_OR_CLASS = re.compile(r"^\s*(async\s+def|def|class)\s", re.MULTILINE)
+DEF_OR_CLASS = re.compile(r"^\s*(async\s+def|def|class)\s|\blambda\b", re.MULTILINE)
 
 
 def _read(name: str) -> nbformat.NotebookNode:
@@ -118,13 +118,15 @@ def test_notebook_is_thin(name):
     assert nb.metadata.kernelspec.name == KERNEL_NAME
     for cell in _code_cells(nb):
         assert not DEF_OR_CLASS.search(cell.source), f"{name} defines a function or class:\n{cell.source}"
+        assert "@" not in cell.source, f"{name} decorates something:\n{cell.source}"
     assert "import npanalytics" in _code_cells(nb)[0].source
 
 
 def test_thin_check_catches_a_definition():
     assert DEF_OR_CLASS.search("x = 1\ndef helper(a):\n    return a")
     assert DEF_OR_CLASS.search("class Thing:\n    pass")
-    assert not DEF_OR_CLASS.search("defaults = load()\nclassify(x)")
+    assert DEF_OR_CLASS.search("frame.apply(lambda row: row.x)")
+    assert not DEF_OR_CLASS.search("defaults = load()\nclassify(x)\nlambdas = 1")
 
 
 def test_kernel_runs_this_interpreter(kernel_dir):

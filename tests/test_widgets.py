@@ -256,3 +256,15 @@ def test_skew_explorer_on_a_recorded_dataset_shows_the_analysis_rows():
         rows = skew[(skew["source"] == source) & (skew["group"] == "pod") & skew["window_start"].isna()]
         assert _bars(explorer) == [round(v, 6) for v in rows.sort_values("backend")["share"]]
     assert "etp-local-topology" in explorer.table.value
+
+
+def test_widgets_compute_no_statistic():
+    """House rule: callbacks select rows and call plotting; reductions belong to analysis."""
+    import inspect
+    import re
+
+    import npanalytics.widgets as module
+
+    source = inspect.getsource(module)
+    reductions = re.findall(r"\.(mean|median|std|var|quantile|sum|cumsum|groupby|agg|value_counts)\(|scipy", source)
+    assert reductions == []
