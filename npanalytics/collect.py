@@ -7,6 +7,14 @@ query, and the responses exactly as Prometheus sent them under ``raw/prometheus/
 from which every frame is derived again by
 :func:`~npanalytics.read_prometheus_response` (``Dataset.rederive``). Tests and
 notebooks then run on the folder without Prometheus.
+
+With a kubeconfig it also takes a snapshot of the Kubernetes API
+(:func:`~npanalytics.get_endpoint_snapshot`: frames ``k8s_services``,
+``k8s_endpoints``, ``k8s_pods``, ``k8s_nodes``, derived again from the list pages kept
+under ``raw/k8s/`` by :func:`~npanalytics.read_k8s_objects`) and, with
+``watch_seconds``, the EndpointSlice churn of that window
+(:func:`~npanalytics.watch_endpoints`: frame ``endpoint_churn``, derived again from
+the watch log ``raw/k8s/endpoint-watch.jsonl``).
 """
 
 from __future__ import annotations
@@ -189,8 +197,11 @@ def collect(
     max_workers: int = 4,
     progress: bool | None = None,
     overwrite: bool = False,
+    kubeconfig: str | os.PathLike[str] | None = None,
+    context: str | None = None,
+    watch_seconds: float | None = None,
 ) -> Dataset:
-    """Record Prometheus series into a dataset folder.
+    """Record Prometheus series (and Kubernetes API objects) into a dataset folder.
 
     Parameters
     ----------
@@ -220,13 +231,22 @@ def collect(
         Show a tqdm progress bar; default: only when stderr is a terminal.
     overwrite : bool, default False
         Replace an existing folder.
+    kubeconfig : path, optional
+        Also snapshot the Kubernetes API this kubeconfig points at (frames
+        ``k8s_services``, ``k8s_endpoints``, ``k8s_pods``, ``k8s_nodes``).
+    context : str, optional
+        The kubeconfig context (default: its current one).
+    watch_seconds : float, optional
+        After the snapshot, watch EndpointSlices this long (frame ``endpoint_churn``).
 
     Returns
     -------
     Dataset
         Saved at ``out``: one ``prom_samples`` frame per query, each derived from
         ``raw/prometheus/<frame>.json`` (the response, or a JSON array of the
-        responses of a range fetched in chunks).
+        responses of a range fetched in chunks); with ``kubeconfig``, the
+        Kubernetes frames, derived from ``raw/k8s/<resource>/page-NNNN.json``
+        (the list responses as received) and ``raw/k8s/endpoint-watch.jsonl``.
 
     Raises
     ------
@@ -235,15 +255,18 @@ def collect(
     ValueError
         On bad arguments (no Prometheus, a bad time, a bad query name).
     """
-    if prometheus is None:
-        raise ValueError("collect needs a source: prometheus= (a URL or a PrometheusConnect)")
+    if prometheus is None and kubeconfig is None:
+        raise ValueError("collect needs a source: prometheus= (a URL or a PrometheusConnect) "
+                         "and/or kubeconfig= (a Kubernetes kubeconfig file)")
+    if watch_seconds is not None and kubeconfig is None:
+        raise ValueError("watch_seconds needs kubeconfig= (the EndpointSlices are watched through the API)")
     target = Path(out)
     ds_name = name or target.name
     end_at = parse_time(end) if end is not None else pd.Timestamp.now(tz="UTC").floor("s")
     start_at = parse_time(start, now=end_at.to_pydatetime()) if start is not None else end_at - DEFAULT_RANGE
     if end_at < start_at:
         raise ValueError(f"end ({end_at.isoformat()}) is before start ({start_at.isoformat()})")
-    chosen = _check_queries(queries, default_queries)
+    chosen = _check_queries(queries, default_queries) if prometheus is not None else {}
     step = DEFAULT_STEP if step is None else step
     prom = prometheus
     if isinstance(prometheus, str):
@@ -289,18 +312,74 @@ def collect(
         "collected_utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "commands": {"collect": "npanalytics collect --prometheus URL --start ... --end ... --step ..."},
     }
+    kinds = {f: "prom_samples" for f in frames}
+    derivations = {f: [Derivation("read_prometheus_response", f"raw/prometheus/{f}.json", "prom_samples")]
+                   for f in frames}
+    default_description = f"Prometheus series from {start_at.isoformat()} to {end_at.isoformat()}"
+    if prometheus is None:
+        recording = {"what": "a snapshot of the Kubernetes API, kept as the raw list responses",
+                     "source": "kubernetes", "collected_utc": recording["collected_utc"], "commands": {}}
+    if kubeconfig is not None:
+        server = _add_kubernetes(frames, kinds, raw, derivations, recording, kubeconfig=kubeconfig,
+                                 context=context, watch_seconds=watch_seconds)
+        if prometheus is None:
+            default_description = f"Kubernetes API objects of {server}"
     dataset = Dataset(
         name=ds_name,
-        description=description or f"Prometheus series from {start_at.isoformat()} to {end_at.isoformat()}",
+        description=description or default_description,
         frames=frames,
-        kinds={f: "prom_samples" for f in frames},
+        kinds=kinds,
         recording=recording,
         raw=raw,
-        derivations={f: [Derivation("read_prometheus_response", f"raw/prometheus/{f}.json", "prom_samples")]
-                     for f in frames},
+        derivations=derivations,
     )
     dataset.save(target, overwrite=overwrite)
     return dataset
+
+
+def _add_kubernetes(
+    frames: dict[str, pd.DataFrame], kinds: dict[str, str], raw: dict[str, bytes],
+    derivations: dict[str, list[Derivation]], recording: dict[str, Any], *,
+    kubeconfig: str | os.PathLike[str], context: str | None, watch_seconds: float | None,
+) -> str:
+    """Snapshot (and watch) the Kubernetes API into the dataset's parts; returns the server URL."""
+    import tempfile
+
+    from .collectors.k8s import SNAPSHOT_KINDS, get_endpoint_snapshot, watch_endpoints
+
+    taken = [kind for kind in [*SNAPSHOT_KINDS.values(), "endpoint_churn"] if kind in frames]
+    if taken:
+        raise ValueError(f"frame name(s) {taken} are taken by queries; the Kubernetes frames need them")
+    snapshot = get_endpoint_snapshot(kubeconfig=kubeconfig, context=context)
+    # which list pages each frame is read from ("endpoints": slices, or the legacy objects)
+    resources = {"services": ("services",), "endpoints": ("endpointslices", "endpoints"),
+                 "pods": ("pods",), "nodes": ("nodes",)}
+    for attr, kind in SNAPSHOT_KINDS.items():
+        frames[kind], kinds[kind] = getattr(snapshot, attr), kind
+        pages = [rel for rel in sorted(snapshot.raw) if rel.split("/")[0] in resources[attr]]
+        derivations[kind] = [Derivation("read_k8s_objects", f"raw/k8s/{rel}", kind, options={"origin": "api"})
+                             for rel in pages]
+    raw.update({f"raw/k8s/{rel}": body for rel, body in snapshot.raw.items()})
+    part: dict[str, Any] = {
+        "server": snapshot.server,
+        "context": context,
+        "taken_utc": snapshot.taken_at.isoformat() if snapshot.taken_at is not None else None,
+        "resource_versions": snapshot.resource_versions,
+        "notes": snapshot.notes,
+        "command": "npanalytics collect --kubeconfig PATH [--context C] [--watch SECONDS]",
+    }
+    if watch_seconds is not None:
+        with tempfile.TemporaryDirectory(prefix="npa-watch-") as tmp:
+            log = Path(tmp) / "endpoint-watch.jsonl"
+            churn = watch_endpoints(watch_seconds, kubeconfig=kubeconfig, context=context, record_to=log)
+            raw["raw/k8s/endpoint-watch.jsonl"] = log.read_bytes()
+        part["watch"] = {"seconds": watch_seconds, "changes": len(churn), "notes": churn.attrs.get("notes", [])}
+        churn.attrs = {}
+        frames["endpoint_churn"], kinds["endpoint_churn"] = churn, "endpoint_churn"
+        derivations["endpoint_churn"] = [
+            Derivation("read_endpoint_watch_log", "raw/k8s/endpoint-watch.jsonl", "endpoint_churn")]
+    recording["kubernetes"] = part
+    return str(snapshot.server)
 
 
 # -- command line -------------------------------------------------------------------------------
@@ -321,14 +400,21 @@ def register(sub: Any) -> None:
     """Add the ``collect`` subcommand to the CLI's subparsers."""
     p = sub.add_parser(
         "collect",
-        help="record Prometheus series into a dataset folder",
+        help="record Prometheus series (and Kubernetes API objects) into a dataset folder",
         description=(
             "Run range queries against Prometheus (the raw kube-state-metrics and kube-proxy series "
             "by default, plus --query) and write a dataset: one prom_samples frame per query and the "
-            "raw responses under raw/prometheus/. Times: now, now-1h, ISO 8601 with a zone, or Unix seconds."
+            "raw responses under raw/prometheus/. Times: now, now-1h, ISO 8601 with a zone, or Unix seconds. "
+            "With --kubeconfig, also a snapshot of the Kubernetes API (Services, EndpointSlices, Pods, "
+            "Nodes; the list responses under raw/k8s/) and, with --watch, the EndpointSlice churn. "
+            "Give --prometheus, --kubeconfig or both."
         ),
     )
-    p.add_argument("--prometheus", metavar="URL", required=True, help="Prometheus base URL")
+    p.add_argument("--prometheus", metavar="URL", help="Prometheus base URL")
+    p.add_argument("--kubeconfig", metavar="PATH", help="snapshot the Kubernetes API of this kubeconfig")
+    p.add_argument("--context", metavar="C", help="kubeconfig context (default: its current one)")
+    p.add_argument("--watch", metavar="SECONDS", type=float,
+                   help="after the snapshot, record EndpointSlice changes for SECONDS")
     p.add_argument("--start", help="range start (default: end - 1h)")
     p.add_argument("--end", help="range end (default: now)")
     p.add_argument("--step", default=DEFAULT_STEP, help=f"resolution (default {DEFAULT_STEP})")
@@ -357,13 +443,30 @@ def _run(args: Any) -> int:
     if args.insecure and args.ca_cert:
         raise ValueError("give either --insecure or --ca-cert, not both")
     verify: bool | str = False if args.insecure else (args.ca_cert or True)
+    if args.prometheus is None and args.kubeconfig is None:
+        raise ValueError("give --prometheus URL, --kubeconfig PATH or both")
+    if (args.context is not None or args.watch is not None) and args.kubeconfig is None:
+        raise ValueError("--context and --watch need --kubeconfig")
+    if args.watch is not None and not args.watch > 0:
+        raise ValueError(f"--watch must be a positive number of seconds, got {args.watch:g}")
     dataset = collect(
         args.out, prometheus=args.prometheus, start=args.start, end=args.end, step=args.step,
         queries=dict(args.query), default_queries=not args.no_default_queries, token=token,
         headers=headers, verify=verify, timeout=args.timeout, retries=args.retries, overwrite=args.overwrite,
+        kubeconfig=args.kubeconfig, context=args.context, watch_seconds=args.watch,
     )
-    empty = [f for f, df in dataset.frames.items() if df.empty]
-    rows = sum(len(df) for df in dataset.frames.values())
-    print(f"npanalytics collect: wrote {dataset.path}: {len(dataset.frames)} frames, {rows} samples"
+    prom = [f for f, kind in dataset.kinds.items() if kind == "prom_samples"]
+    empty = [f for f in prom if dataset.frames[f].empty]
+    rows = sum(len(dataset.frames[f]) for f in prom)
+    print(f"npanalytics collect: wrote {dataset.path}: {len(dataset.frames)} frames"
+          + (f", {rows} samples" if prom else "")
           + (f"; {len(empty)} queries matched nothing: {', '.join(empty)}" if empty else ""))
+    k8s = dataset.recording.get("kubernetes")
+    if k8s:
+        counts = {"k8s_services": "service ports", "k8s_endpoints": "endpoints", "k8s_pods": "pods",
+                  "k8s_nodes": "nodes", "endpoint_churn": "endpoint changes"}
+        sizes = ", ".join(f"{len(dataset.frames[k])} {what}" for k, what in counts.items() if k in dataset.frames)
+        print(f"npanalytics collect: Kubernetes API at {k8s['server']}: {sizes}")
+        for note in k8s["notes"] + k8s.get("watch", {}).get("notes", []):
+            print(f"npanalytics collect: note: {note}")
     return 0
