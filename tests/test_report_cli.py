@@ -197,3 +197,44 @@ def test_exit_status_helper_levels():
     assert report_cli.exit_status(analysis.findings.iloc[2:], "warning") == report_cli.EXIT_OK
     assert report_cli.exit_status(analysis.findings.iloc[1:], "warning") == report_cli.EXIT_FINDINGS
     assert report_cli.exit_status(analysis.findings.iloc[1:], "critical") == report_cli.EXIT_OK
+
+
+def test_live_kubernetes_api_and_node_dumps(tmp_path, capsys):
+    """--kubeconfig against the lab's read-only API server (real HTTP), with two nodes' dumps."""
+    from npanalytics.lab.apiserver import LabApiServer
+    from npanalytics.lab.scenario import load_scenario
+
+    raw = ROOT / "datasets" / "etp-local-uneven" / "raw"
+    with LabApiServer(load_scenario(raw / "scenario.yaml"), token="t0ken") as server:
+        kubeconfig = server.write_kubeconfig(tmp_path / "kubeconfig")
+        args = ["report", "--kubeconfig", str(kubeconfig), "--out", str(tmp_path / "out"), "--format", "json"]
+        for node in ("node-a", "node-b"):
+            args += ["--conntrack", f"{node}={raw / node / 'conntrack.txt'}",
+                     "--rules", f"{node}={raw / node / 'iptables-save.txt'}"]
+        status = main(args)
+        paths = {r.path.split("?")[0] for r in server.requests}
+    assert status == 0, capsys.readouterr().err
+    assert {"/api/v1/services", "/api/v1/pods", "/api/v1/nodes", "/apis/discovery.k8s.io/v1/endpointslices"} <= paths
+    payload = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert payload["dataset"]["name"] == "live"
+    sources = payload["provenance"]["recording"]["sources"]
+    assert sources["kubeconfig"] == str(kubeconfig)
+    assert len(sources["conntrack"]) == 2 and len(sources["rules"]) == 2
+    assert {"k8s_services", "k8s_pods", "conntrack_flows", "proxy_endpoints"} <= set(payload["provenance"]["frames"])
+    assert {r["service_port_name"] for r in payload["skew_summary"]} == {"default/web:http"}
+
+
+@pytest.mark.parametrize("source", ["prometheus", "kubeconfig"])
+def test_an_unreachable_live_source_is_named(tmp_path, capsys, source):
+    import socket
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    value = f"http://127.0.0.1:{port}" if source == "prometheus" else str(tmp_path / "no-kubeconfig")
+    out = tmp_path / "out"
+    assert main(["report", f"--{source}", value, "--out", str(out)]) == 4
+    err = capsys.readouterr().err
+    assert "npanalytics report: error: live source unreachable: " in err
+    assert (f"127.0.0.1:{port}" if source == "prometheus" else f"{value}: no such kubeconfig file") in err
+    assert not out.exists()

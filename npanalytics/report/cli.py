@@ -190,24 +190,30 @@ def _files_dataset(args: argparse.Namespace) -> Any:
 
 
 def _live_dataset(args: argparse.Namespace) -> Any:
-    """A Dataset in memory from the live sources and dumps named on the command line."""
-    if args.prometheus or args.kubeconfig:
-        try:
-            from .. import collect
-        except ImportError:
-            raise UsageError(
-                "--prometheus and --kubeconfig need npanalytics.collect, which this installation lacks"
-            ) from None
-        return collect.collect_dataset(
-            prometheus=args.prometheus,
-            kubeconfig=args.kubeconfig,
-            conntrack=args.conntrack,
-            conntrack_stats=args.conntrack_stats,
-            rules=args.rules,
-            node_port_range=args.node_port_range,
-            on_bad_line=args.on_bad_line,
-        )
-    return _files_dataset(args)
+    """A Dataset in memory from the live sources and dumps named on the command line.
+
+    Prometheus and the Kubernetes API are read by :func:`npanalytics.collect.collect`
+    (the last hour of the kube-state-metrics and kube-proxy series, a snapshot of the
+    API objects) into a temporary folder, removed afterwards; the dumps are added to it.
+    """
+    dumps = _files_dataset(args) if (args.conntrack or args.conntrack_stats or args.rules) else None
+    if not (args.prometheus or args.kubeconfig):
+        return dumps
+    import tempfile
+
+    from ..collect import collect
+
+    with tempfile.TemporaryDirectory(prefix="npa-report-") as tmp:
+        live = collect(Path(tmp) / "live", prometheus=args.prometheus, kubeconfig=args.kubeconfig,
+                       progress=False, description="Live sources read by npanalytics report.")
+    live.path = None  # the folder is gone; the report's provenance is the recording
+    if dumps is not None:
+        live.frames.update(dumps.frames)
+        live.kinds.update(dumps.kinds)
+        live.recording["sources"] = dumps.recording["sources"]
+    sources = {"prometheus": args.prometheus, "kubeconfig": args.kubeconfig}
+    live.recording.setdefault("sources", {}).update({k: v for k, v in sources.items() if v})
+    return live
 
 
 def load_input(args: argparse.Namespace) -> Any:
