@@ -275,13 +275,24 @@ def _request(prom: PrometheusConnect, path: str, params: dict[str, str]) -> _Rep
             verify=session.verify,
         )
         body = response.content
-    except requests.exceptions.Timeout:
-        raise CollectorError(f"{url}: no answer within {timeout} s to query {query!r}") from None
     except requests.exceptions.RequestException as exc:
+        if _timed_out(exc):
+            raise CollectorError(f"{url}: no answer within {timeout} s to query {query!r}") from None
         raise CollectorError(f"{url}: cannot query Prometheus ({_reason(exc)}); query {query!r}") from None
     if response.status_code != 200:
         raise CollectorError(_http_error(url, query, response.status_code, body, _attempts(response)))
     return _Reply(url, query, body)
+
+
+def _timed_out(exc: BaseException) -> bool:
+    """Whether a requests error is a read timeout (also when urllib3 wrapped it in MaxRetryError)."""
+    import requests
+    from urllib3.exceptions import ReadTimeoutError
+
+    if isinstance(exc, requests.exceptions.ReadTimeout):
+        return True
+    inner = exc.args[0] if exc.args else None
+    return isinstance(getattr(inner, "reason", None), ReadTimeoutError)
 
 
 def _reason(exc: BaseException) -> str:
@@ -671,7 +682,10 @@ def read_prometheus_response(source: Source) -> pd.DataFrame:
     Notes
     -----
     """
-    name, body = read_source_bytes(source)
+    if isinstance(source, str) and source.lstrip()[:1] in ("{", "["):
+        name, body = "<string>", source.encode()  # compact JSON has no newline to tell it from a path
+    else:
+        name, body = read_source_bytes(source)
     parsed = _parse(name, body)
     _warn(name, parsed.warnings, 2)
     return _frame(parsed)
