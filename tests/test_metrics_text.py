@@ -188,3 +188,31 @@ def test_scrape_timeout_is_an_error_not_a_hang():
         for conn in accepted:
             conn.close()
         listener.close()
+
+
+def test_on_bad_line_skip_and_warn():
+    from npanalytics import ParseWarning
+
+    path = DATA / "broken-unquoted-label.txt"
+    frame = read_metrics_text(path, at=AT, on_bad_line="skip")
+    assert frame["table"].tolist() == ["filter"] and frame["value"].tolist() == [4.0]
+    report = frame.attrs["parse_report"]
+    assert (report.lines_total, report.skipped_linenos, report.format) == (4, (4,), "prometheus-text")
+    with pytest.warns(ParseWarning, match=r"skipped 2 of 5 lines \(line 2, 4\)"):
+        frame = read_metrics_text('a 1\nb{x="1"} one\nc 3\nd{ 4\ne 5\n', at=AT, on_bad_line="warn")
+    assert frame["__name__"].tolist() == ["a", "c", "e"]
+    om = "# TYPE g gauge\ng 1 10\ng 2 20 30\ng 3 30\n# EOF\n"
+    frame = read_metrics_text(om, on_bad_line="skip")
+    assert frame["value"].tolist() == [1.0, 3.0] and frame.attrs["parse_report"].skipped_linenos == (3,)
+    # a whole family's error is not one line's: it raises whatever the policy
+    with pytest.raises(ParseError, match="Inf bucket missing"):
+        read_metrics_text(DATA / "broken-openmetrics-no-inf.om", on_bad_line="skip")
+    with pytest.raises(ValueError, match="on_bad_line must be one of"):
+        read_metrics_text("a 1\n", on_bad_line="ignore")
+
+
+def test_only_newline_ends_a_line():
+    frame = read_metrics_text('a{x="p\u2028q\x1er"} 1\nb 2\n', at=AT)
+    assert frame["x"].tolist()[0] == "p\u2028q\x1er" and len(frame) == 2
+    with pytest.raises(ParseError, match=r"<string>:3: expected"):
+        read_metrics_text('a{x="\u2028"} 1\nb 2\nc{ 3\n', at=AT)

@@ -41,7 +41,7 @@ import pandas as pd
 
 from ..exceptions import CollectorError, ParseError
 from ..schemas import empty_frame, schema_table, validate_frame
-from ._source import Source, read_source_bytes
+from ._source import BadLines, OnBadLine, Source, check_on_bad_line, read_source_bytes
 
 __all__ = ["read_metrics_text", "samples_frame"]
 
@@ -106,9 +106,12 @@ def _parse_error(name: str, fmt: str, feed: _Lines, exc: Exception, family_lines
         # has already read the next family's first line: point at the family instead
         lineno = family_lines[match.group(1)]
         line = all_lines[lineno - 1].rstrip("\n")
+    line_bound = lineno == feed.lineno and lineno > 0
     if lineno == 0:
         line = "end of input"
-    return ParseError(name, lineno, f"{what} (prometheus_client: {message})", line)
+    error = ParseError(name, lineno, f"{what} (prometheus_client: {message})", line)
+    error.line_bound = line_bound  # a bad line (not a whole family, not the end): on_bad_line may skip it
+    return error
 
 
 def _timestamp_ns(timestamp: Any, fmt: str) -> int | None:
@@ -146,7 +149,7 @@ def _parse(name: str, fmt: str, lines: list[str], linenos: list[int], all_lines:
     return out
 
 
-def _split_by_timestamp(name: str, lines: list[str]) -> list[tuple[list[str], list[int]]]:
+def _split_by_timestamp(name: str, lines: list[str], linenos: list[int]) -> list[tuple[list[str], list[int]]]:
     """OpenMetrics lines grouped by sample timestamp, each group with all metadata lines.
 
     Only the grouping is decided here: a plain sample line (no exemplar) has its
@@ -167,12 +170,14 @@ def _split_by_timestamp(name: str, lines: list[str]) -> list[tuple[list[str], li
             key = decimal.Decimal(match.group(1)) if match and match.group(1) else None if match else _om_stamp(
                 om_parser, body)
         except (ValueError, decimal.InvalidOperation) as exc:
-            raise ParseError(name, index + 1, f"an OpenMetrics sample line (prometheus_client: {exc})", body) from None
+            error = ParseError(name, linenos[index], f"an OpenMetrics sample line (prometheus_client: {exc})", body)
+            error.line_bound = True
+            raise error from None
         groups.setdefault(key, []).append(index)
     parts = []
     for indices in groups.values():
         keep = sorted(meta + indices)
-        parts.append(([lines[i] for i in keep], [i + 1 for i in keep]))
+        parts.append(([lines[i] for i in keep], [linenos[i] for i in keep]))
     return parts
 
 
@@ -241,6 +246,7 @@ def read_metrics_text(
     at: dt.datetime | pd.Timestamp | None = None,
     format: Format = "auto",  # noqa: A002 - the natural name
     timeout: float = 10.0,
+    on_bad_line: OnBadLine = "raise",
 ) -> pd.DataFrame:
     """Read Prometheus exposition text (a ``/metrics`` scrape or a file) into samples.
 
@@ -258,6 +264,11 @@ def read_metrics_text(
         document whose last line is ``# EOF`` for OpenMetrics.
     timeout : float, default 10
         Seconds to wait for a scrape (connect and each read).
+    on_bad_line : {"raise", "warn", "skip"}, default "raise"
+        What to do with a line the parser rejects: raise, or leave it out (with
+        one ParseWarning under ``"warn"``) and parse the rest again. Errors of a
+        whole family (a histogram without ``+Inf``...) and of the end of input
+        always raise.
 
     Returns
     -------
@@ -266,6 +277,8 @@ def read_metrics_text(
         ``_bucket`` samples keep ``le`` as a label column; counters keep their
         written names, e.g. ``x_total``). Samples with a timestamp of their own
         keep it (text format: milliseconds; OpenMetrics: seconds).
+        ``frame.attrs["parse_report"]`` is a :class:`~npanalytics.ParseReport`
+        (lines read, skipped).
 
         {schema}
 
@@ -280,6 +293,7 @@ def read_metrics_text(
     """
     if format not in FORMATS:
         raise ValueError(f"format must be one of {FORMATS}, got {format!r}")
+    check_on_bad_line(on_bad_line)
     default_ns = _utc_ns(at)
     content_type = None
     if isinstance(source, str) and re.match(r"^https?://", source, re.IGNORECASE):
@@ -297,26 +311,49 @@ def read_metrics_text(
     except UnicodeDecodeError as exc:
         lineno = data[: exc.start].count(b"\n") + 1
         raise ParseError(name, lineno, "UTF-8 text", repr(data[exc.start: exc.start + 20])) from None
-    lines = text.splitlines(keepends=True)
+    lines = _split_lines(text)
     fmt = _detect_format(lines, content_type) if format == "auto" else format
     family_lines: dict[str, int] = {}
     for lineno, line in enumerate(lines, 1):
         match = _METADATA.match(line)
         if match:
             family_lines.setdefault(match.group(1), lineno)
-    samples = _parse(name, fmt, lines, list(range(1, len(lines) + 1)), lines, family_lines) \
-        if fmt == "text" else _parse_openmetrics(name, lines, family_lines)
-    return samples_frame(samples, default_ns)
+    bad = BadLines(name, on_bad_line)
+    skipped: set[int] = set()
+    while True:  # each round drops one more bad line (at most every line once)
+        keep = [i for i in range(len(lines)) if i + 1 not in skipped]
+        kept, linenos = [lines[i] for i in keep], [i + 1 for i in keep]
+        try:
+            samples = _parse(name, fmt, kept, linenos, lines, family_lines) if fmt == "text" \
+                else _parse_openmetrics(name, kept, linenos, lines, family_lines)
+            break
+        except ParseError as exc:
+            if on_bad_line == "raise" or not getattr(exc, "line_bound", False) or exc.lineno in skipped:
+                raise
+            bad.bad(exc.lineno, exc.expected, exc.line)
+            skipped.add(exc.lineno)
+    frame = samples_frame(samples, default_ns)
+    frame.attrs["parse_report"] = bad.report("openmetrics" if fmt == "openmetrics" else "prometheus-text",
+                                             len(lines))
+    return frame
 
 
-def _parse_openmetrics(name: str, lines: list[str], family_lines: dict[str, int]):
+def _split_lines(text: str) -> list[str]:
+    """Lines as the parsers see them: only a newline ends a line (not ``\\x1e`` or U+2028)."""
+    pieces = text.split("\n")
+    lines = [piece + "\n" for piece in pieces[:-1]]
+    return lines + [pieces[-1]] if pieces[-1] else lines
+
+
+def _parse_openmetrics(name: str, lines: list[str], linenos: list[int], all_lines: list[str],
+                       family_lines: dict[str, int]):
     """Parse OpenMetrics one timestamp at a time (see the module notes), checking nothing was dropped."""
-    parts = _split_by_timestamp(name, lines)
+    parts = _split_by_timestamp(name, lines, linenos)
     if len(parts) <= 1:
-        parts = [(lines, list(range(1, len(lines) + 1)))]
+        parts = [(lines, linenos)]
     samples = []
     for part_lines, part_linenos in parts:
-        samples.extend(_parse(name, "openmetrics", part_lines, part_linenos, lines, family_lines))
+        samples.extend(_parse(name, "openmetrics", part_lines, part_linenos, all_lines, family_lines))
     expected = _sample_lines(lines)
     if len(samples) != expected:
         raise ParseError(name, 0, "every sample line to be read (prometheus_client dropped repeated series)",
