@@ -1070,6 +1070,10 @@ def read_endpoint_watch_log(source: Source) -> pd.DataFrame:
     ------
     ParseError
         Naming the line that is not JSON or not a log entry.
+
+    Notes
+    -----
+    Frame:
     """
     name, text = read_source_text(source)
     churn = _Churn()
