@@ -81,10 +81,12 @@ def findings_records(findings: pd.DataFrame) -> list[dict]:
             for row in findings[cols].itertuples(index=False)]
 
 
-def _split_by_node(df: pd.DataFrame) -> list[tuple[object, pd.DataFrame]]:
-    if "node" not in df.columns:
-        return [(None, df)]
-    return [(n, g) for n, g in df.groupby("node", observed=True, sort=True, dropna=False)]
+FLOW_COLUMNS = (
+    "protocol", "state", "timeout_seconds", "orig_src_ip", "orig_dst_ip", "orig_dst_port", "reply_dst_ip",
+    "backend_ip", "backend_port", "orig_packets", "orig_bytes", "reply_packets", "reply_bytes",
+    "delta_time_seconds", "snat", "dnat", "is_node_port",
+)
+"""The conntrack columns the topic modules read (service_flows keeps only these)."""
 
 
 def service_flows(flows: pd.DataFrame, services: pd.DataFrame) -> pd.DataFrame:
@@ -96,30 +98,30 @@ def service_flows(flows: pd.DataFrame, services: pd.DataFrame) -> pd.DataFrame:
     Returns
     -------
     pandas.DataFrame
-        The attributed rows of ``flows`` (index kept) plus ``service_port_name``
-        (str) and ``node`` (str, ``""`` for a single unnamed node).
+        The attributed rows of ``flows`` (index kept), columns :data:`FLOW_COLUMNS`
+        plus ``service_port_name`` and ``node`` (both str categories; ``node`` is
+        ``""`` for a single unnamed node).
     """
-    parts = []
+    spn = np.full(len(flows), None, dtype=object)
     by_node = "node" in flows.columns and "node" in services.columns
-    groups = _split_by_node(flows) if by_node else [(None, flows)]
-    for node, part in groups:
-        svc = services if node is None else services.loc[services["node"].astype("str") == str(node)]
-        if svc.empty or part.empty:
-            continue
-        spn = attribute_flows(part, svc)
-        keep = part.loc[spn.notna()].copy()
-        keep["service_port_name"] = spn[spn.notna()].astype("str")
-        if "node" in keep.columns:
-            keep["node"] = keep["node"].astype("str")
-        else:
-            keep["node"] = ""
-        parts.append(keep)
-    if not parts:
-        out = flows.iloc[:0].copy()
-        out["service_port_name"] = pd.Series([], dtype="str")
-        out["node"] = pd.Series([], dtype="str")
-        return out
-    return pd.concat(parts)
+    if by_node:
+        svc_nodes = services["node"].astype("str")
+        for node, positions in flows.groupby("node", observed=True, dropna=True).indices.items():
+            svc = services.loc[svc_nodes == str(node)]
+            if not svc.empty:
+                spn[positions] = attribute_flows(flows.iloc[positions], svc).astype("object").to_numpy()
+    elif len(flows) and len(services):
+        spn[:] = attribute_flows(flows, services).astype("object").to_numpy()
+    keep = pd.notna(spn)
+    out = flows.loc[keep, list(FLOW_COLUMNS)]
+    out["service_port_name"] = pd.Categorical(spn[keep].astype("str"))
+    if "node" not in flows.columns:
+        out["node"] = pd.Categorical(np.full(int(keep.sum()), "", dtype=object).astype("str"))
+    elif isinstance(flows["node"].dtype, pd.CategoricalDtype):
+        out["node"] = flows["node"][keep]
+    else:
+        out["node"] = pd.Categorical(flows["node"][keep].astype("str"))
+    return out
 
 
 def service_attribute(services: pd.DataFrame, column: str) -> dict[str, str]:

@@ -32,7 +32,6 @@ import pandas as pd
 
 from ..schemas import validate_frame
 from ._topics import Frames, finding, findings_frame, findings_records, fmt_pct, present, service_flows
-from .flows import endpoint_flows
 from .pressure import pressure_section
 
 __all__ = [
@@ -166,11 +165,10 @@ def _policy_of(services: pd.DataFrame) -> dict[str, str]:
     return dict(zip(sub["service_port_name"].astype("str"), sub["external_traffic_policy"].astype("str")))
 
 
-def _local_blackhole(services: pd.DataFrame | None, flows: pd.DataFrame | None) -> list[dict]:
+def _local_blackhole(services: pd.DataFrame | None, attributed: pd.DataFrame | None) -> list[dict]:
     if services is None:
         return []
     local = services.loc[(services["external_traffic_policy"].astype("str") == "Local") & services["node_port"].notna()]
-    attributed = service_flows(flows, services) if flows is not None else None
     out = []
     for r in local.itertuples():
         if pd.notna(r.local_endpoint_count) and r.local_endpoint_count > 0:
@@ -241,11 +239,10 @@ def _node_port_range(services: pd.DataFrame | None, k8s_services: pd.DataFrame |
     return out
 
 
-def _snat_source_lost(services: pd.DataFrame | None, flows: pd.DataFrame | None,
+def _snat_source_lost(services: pd.DataFrame | None, attributed: pd.DataFrame | None,
                       ground_truth: pd.DataFrame | None) -> list[dict]:
-    if services is None or flows is None:
+    if services is None or attributed is None:
         return []
-    attributed = service_flows(flows, services)
     policy = _policy_of(services)
     out = []
     for spn, g in attributed.loc[attributed["is_node_port"]].groupby("service_port_name", sort=True):
@@ -269,38 +266,50 @@ def _snat_source_lost(services: pd.DataFrame | None, flows: pd.DataFrame | None,
     return out
 
 
-def _stale_conntrack(frames: Frames, services: pd.DataFrame | None, endpoints: pd.DataFrame | None,
+def _stale_conntrack(frames: Frames, attributed: pd.DataFrame | None, endpoints: pd.DataFrame | None,
                      flows: pd.DataFrame | None) -> list[dict]:
     given = present(frames, "endpoint_flows")
-    parts = []
     if given is not None:
-        parts.append(given)
-    elif services is not None and endpoints is not None and flows is not None:
-        by_node = all("node" in df.columns for df in (services, endpoints, flows))
-        nodes = sorted(flows["node"].astype("str").unique()) if by_node else [None]
-        for node in nodes:
-            def pick(df):
-                return df if node is None else df.loc[df["node"].astype("str") == node]
-            ef = endpoint_flows(pick(flows), pick(services), pick(endpoints))
-            if node is not None:
-                ef = ef.assign(node=node)
-            parts.append(ef)
+        stale = given.loc[~given["in_rules"] & (given["flows"] > 0)]
+        rows = [(getattr(r, "node", None), str(r.service_port_name), str(r.endpoint_ip), r.endpoint_port, int(r.flows),
+                 float(r.flow_share), _live_entries(flows, getattr(r, "node", None), str(r.endpoint_ip))
+                 if flows is not None else 0) for r in stale.itertuples()]
+    elif attributed is not None and endpoints is not None:
+        rows = _stale_rows(attributed, endpoints)
+    else:
+        return []
     out = []
-    for ef in parts:
-        stale = ef.loc[~ef["in_rules"] & (ef["flows"] > 0)]
-        for r in stale.itertuples():
-            node = getattr(r, "node", None)
-            live = _live_entries(flows, node, str(r.endpoint_ip)) if flows is not None else 0
-            out.append(finding(
-                "warning" if live else "info", "stale-conntrack", r.service_port_name, node,
-                f"conntrack entries toward {r.endpoint_ip}:{r.endpoint_port}, which is no longer an endpoint",
-                f"{r.flows:,} flows ({fmt_pct(r.flow_share)} of the Service port's) go to a backend the rules "
-                f"no longer hold; {live:,} of them still ESTABLISHED or UDP",
-                "established TCP entries keep sending to the removed pod until they close: let pods drain "
-                "(preStop, terminationGracePeriod) and clients reconnect; for UDP, kube-proxy deletes such "
-                "entries (conntrack -D -r <address> by hand)",
-            ))
+    for node, spn, ip, port, n_flows, share, live in rows:
+        out.append(finding(
+            "warning" if live else "info", "stale-conntrack", spn, node,
+            f"conntrack entries toward {ip}:{port}, which is no longer an endpoint",
+            f"{n_flows:,} flows ({fmt_pct(share)} of the Service port's) go to a backend the rules "
+            f"no longer hold; {live:,} of them still ESTABLISHED or UDP",
+            "established TCP entries keep sending to the removed pod until they close: let pods drain "
+            "(preStop, terminationGracePeriod) and clients reconnect; for UDP, kube-proxy deletes such "
+            "entries (conntrack -D -r <address> by hand)",
+        ))
     return out
+
+
+def _stale_rows(attributed: pd.DataFrame, endpoints: pd.DataFrame) -> list[tuple]:
+    """``(node, spn, ip, port, flows, share, live)`` per DNATed backend that the node's rules do not hold."""
+    ep_node = endpoints["node"].astype("str") if "node" in endpoints.columns else pd.Series("*", index=endpoints.index)
+    programmed = set(zip(ep_node, endpoints["service_port_name"].astype("str"), endpoints["endpoint_ip"].astype("str"),
+                         endpoints["endpoint_port"].astype("float64")))
+    dnat = attributed.loc[attributed["dnat"]]
+    live = ((dnat["state"] == "ESTABLISHED") | (dnat["protocol"] == "udp")).to_numpy(dtype=bool)
+    keys = [dnat["node"], dnat["service_port_name"], dnat["backend_ip"].astype("str"),
+            dnat["backend_port"].astype("float64")]
+    counts = dnat.assign(_live=live).groupby(keys, sort=True, dropna=False)["_live"].agg(["size", "sum"])
+    totals = counts["size"].groupby(level=[0, 1]).transform("sum")
+    rows = []
+    for (node, spn, ip, port), size, n_live, total in zip(counts.index, counts["size"], counts["sum"], totals):
+        if (node, spn, ip, port) in programmed or ("*", spn, ip, port) in programmed:
+            continue
+        port_text = "?" if pd.isna(port) else int(port)
+        rows.append((node or None, spn, ip, port_text, int(size), float(size / total), int(n_live)))
+    return rows
 
 
 def _live_entries(flows: pd.DataFrame, node, backend: str) -> int:
@@ -338,14 +347,13 @@ def _endpoint_nodes(frames: Frames, given: Mapping[str, str] | None) -> tuple[di
     return nodes, zones
 
 
-def _cross_node_hops(frames: Frames, services: pd.DataFrame | None, flows: pd.DataFrame | None,
+def _cross_node_hops(frames: Frames, attributed: pd.DataFrame | None, flows: pd.DataFrame | None,
                      endpoint_nodes: Mapping[str, str] | None) -> list[dict]:
-    if services is None or flows is None or "node" not in flows.columns:
+    if attributed is None or flows is None or "node" not in flows.columns:
         return []
     backend_node, zone = _endpoint_nodes(frames, endpoint_nodes)
     if not backend_node:
         return []
-    attributed = service_flows(flows, services)
     attributed = attributed.assign(_bnode=attributed["backend_ip"].astype("str").map(backend_node))
     attributed = attributed.loc[attributed["_bnode"].notna()]
     out = []
@@ -432,17 +440,18 @@ def diagnose(frames: Frames, *, node_port_range: tuple[int, int] = DEFAULT_NODE_
     endpoints = present(frames, "proxy_endpoints")
     flows = present(frames, "conntrack_flows")
     k8s_services = present(frames, "k8s_services")
+    attributed = service_flows(flows, services) if flows is not None and services is not None else None
     records = []
     records += _no_ready_endpoints(services, present(frames, "k8s_endpoints"), k8s_services)
     records += _node_port_not_programmed(services, k8s_services)
-    records += _local_blackhole(services, flows)
+    records += _local_blackhole(services, attributed)
     records += _node_port_range(services, k8s_services, node_port_range)
-    records += _snat_source_lost(services, flows, present(frames, "ground_truth"))
-    records += _stale_conntrack(frames, services, endpoints, flows)
+    records += _snat_source_lost(services, attributed, present(frames, "ground_truth"))
+    records += _stale_conntrack(frames, attributed, endpoints, flows)
     if node_path is not None:
         records += _cross_node_from_path(node_path)
     else:
-        records += _cross_node_hops(frames, services, flows, endpoint_nodes)
+        records += _cross_node_hops(frames, attributed, flows, endpoint_nodes)
     _, pressure, _ = pressure_section(frames)
     records += findings_records(pressure)
     out = findings_frame(records)

@@ -94,24 +94,24 @@ def little_forecast(flows: pd.DataFrame, *, new_connections_per_second: float | 
         ``rate`` is NaN when it can be neither given nor estimated (no TIME_WAIT
         entry with a timeout); the forecast then keeps the TIME_WAIT count.
     """
-    tcp = flows.loc[flows["protocol"].astype("str") == "tcp"]
-    forecast = float(len(flows) - len(tcp))  # UDP and others: refreshed, kept as they are
+    tcp = flows.loc[(flows["protocol"] == "tcp").to_numpy(dtype=bool)]
+    # UDP, other protocols and TCP entries without a state: refreshed or unknown, kept as they are
+    forecast = float(len(flows) - len(tcp)) + float(tcp["state"].isna().sum())
     rate = float("nan") if new_connections_per_second is None else float(new_connections_per_second)
-    states = tcp["state"].astype("str").fillna("NONE")
-    for state, group in tcp.groupby(states, sort=True):
-        timeout = timeouts.get(state)
-        left = group["timeout_seconds"].dropna().to_numpy(dtype="float64")
-        if timeout is None or state in _REFRESHED or left.size == 0:
-            forecast += len(group)
+    state_timeouts = tcp.groupby("state", observed=True, sort=True)["timeout_seconds"].agg(["size", "min"])
+    for state, (count, least) in state_timeouts.iterrows():
+        timeout = timeouts.get(str(state))
+        if timeout is None or state in _REFRESHED or pd.isna(least):
+            forecast += count
             continue
-        span = float(np.clip(timeout - left.min(), 1.0, timeout))
-        arrivals = len(group) / span
+        span = float(np.clip(timeout - float(least), 1.0, timeout))
+        arrivals = count / span
         if state == "TIME_WAIT":
             if new_connections_per_second is None:
                 rate = arrivals
             arrivals = rate
         forecast += arrivals * timeout
-    if "TIME_WAIT" not in set(states) and np.isfinite(rate):
+    if "TIME_WAIT" not in set(state_timeouts.index.astype("str")) and np.isfinite(rate):
         forecast += rate * timeouts.get("TIME_WAIT", 120.0)
     return forecast, rate
 
@@ -158,9 +158,8 @@ def _row(node: str, flows: pd.DataFrame | None, stats: pd.DataFrame | None, max_
            "insert_failed": _sum(stats, "insert_failed"), "drop": _sum(stats, "drop"),
            "early_drop": _sum(stats, "early_drop")}
     if flows is not None:
-        proto = flows["protocol"].astype("str")
-        state = flows["state"].astype("str")
-        tcp = proto == "tcp"
+        proto, state = flows["protocol"], flows["state"]
+        tcp = (proto == "tcp").to_numpy(dtype=bool)
         row.update(established=int((tcp & (state == "ESTABLISHED")).sum()),
                    time_wait=int((tcp & (state == "TIME_WAIT")).sum()),
                    close_wait=int((tcp & (state == "CLOSE_WAIT")).sum()),
