@@ -135,3 +135,16 @@ def test_no_affinity_cv_matches_simulation():
     n, k = 500, 5
     cvs = [(lambda c: c.std() / c.mean())(rng.multinomial(n, [1 / k] * k)) for _ in range(4000)]
     assert np.mean(np.square(cvs)) == pytest.approx(no_affinity_cv(n, k) ** 2, rel=0.08)
+
+
+def test_one_backend_cannot_concentrate(few_clients):
+    flows = few_clients["conntrack_flows"]
+    eps = few_clients["proxy_endpoints"]
+    one = eps.loc[eps["endpoint_ip"] == "198.18.64.11"]
+    mine = flows.loc[flows["backend_ip"].astype(str) == "198.18.64.11"]
+    section, findings, _ = affinity_section({"conntrack_flows": mine, "proxy_services": few_clients["proxy_services"],
+                                             "proxy_endpoints": one})
+    assert findings.empty
+    assert (section["service_backends"] == 1).all() and (section["backend_cv"] == 0).all()
+    assert (section["no_affinity_cv"] == 0).all() and (section["affinity_cv"] == 0).all()
+    assert section["p_value"].isna().all()  # no G-test with a single backend

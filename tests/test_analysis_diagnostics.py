@@ -38,7 +38,15 @@ def _on_nodes(df: pd.DataFrame, nodes: list[str]) -> pd.DataFrame:
 
 
 def test_node_sample_has_no_critical_finding():
-    findings = diagnose(npanalytics.load_dataset("node-sample").frames)
+    from npanalytics.analysis.affinity import affinity_section
+    from npanalytics.analysis.longlived import long_lived_section
+    from npanalytics.analysis.overhead import overhead_section
+    from npanalytics.analysis.pressure import pressure_section
+
+    frames = npanalytics.load_dataset("node-sample").frames
+    for topic in (affinity_section, long_lived_section, overhead_section, pressure_section):
+        assert topic(frames)[1].empty
+    findings = diagnose(frames)
     validate_frame(findings, "findings")
     assert not (findings["severity"] == "critical").any()
     assert set(findings["code"]) <= set(FINDING_CODES)
@@ -114,8 +122,11 @@ def test_local_policy_blackhole(mixed_rules):
     flows = read_conntrack((
         "tcp      6 118 SYN_SENT src=203.0.113.7 dst=198.18.0.11 sport=51544 dport=30082 [UNREPLIED] "
         "src=198.18.0.11 dst=203.0.113.7 sport=30082 dport=51544 mark=0 use=1\n").encode())
-    found = _codes(diagnose({"proxy_services": services, "conntrack_flows": flows}), "local-policy-blackhole")
+    findings = diagnose({"proxy_services": services, "proxy_endpoints": mixed_rules.endpoints, "conntrack_flows": flows})
+    found = _codes(findings, "local-policy-blackhole")
     assert found["severity"].tolist() == ["critical"] and "1 conntrack entries" in found["evidence"].iloc[0]
+    # the dropped connection was never DNATed: it is no stale backend
+    assert _codes(findings, "stale-conntrack").empty
     # the node with its local endpoint (default/local:http) is fine
     assert "default/local:http" not in set(found["service"])
 

@@ -175,7 +175,7 @@ def _per_service(spn: str, part: pd.DataFrame, affinity: str | None,
 
 def _finding(rows: pd.DataFrame) -> dict | None:
     r = rows.iloc[0]
-    if r["session_affinity"] != "ClientIP":
+    if r["session_affinity"] != "ClientIP" or r["service_backends"] < 2:
         return None
     skewed = (r["p_value"] < SIGNIFICANCE) if np.isfinite(r["p_value"]) else (
         np.isfinite(r["backend_cv"]) and r["backend_cv"] > 2 * r["no_affinity_cv"] and r["backend_cv"] > 0.1
