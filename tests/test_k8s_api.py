@@ -427,6 +427,25 @@ def test_watch_relists_after_410(server, tmp_path):
     pd.testing.assert_frame_equal(read_endpoint_watch_log(log), churn)
 
 
+def test_watch_relists_after_a_410_response(server):
+    server.watch_expired_status = True  # 410 as the HTTP status of the watch, not as an ERROR event
+    thread, result = _in_thread(watch_endpoints, 1.0, kubeconfig=server.kubeconfig)
+    _wait_for_watch(server)
+
+    def while_away(record):
+        if record.verb == "watch":
+            server.before_request = None
+            server.set_pod_states({"web-3": {"present": False}})
+            server.compact()
+
+    server.before_request = while_away
+    server.drop_watches()
+    churn = _finish(thread, result)
+    assert list(churn["event"]) == ["removed"]
+    assert [(r.verb, r.status) for r in server.requests] == [
+        ("list", 200), ("watch", 200), ("watch", 410), ("list", 200), ("watch", 200)]
+
+
 def test_watch_gives_up_after_too_many_drops(server):
     thread, result = _in_thread(watch_endpoints, 3.0, kubeconfig=server.kubeconfig, max_reconnects=1)
     for _ in range(2):

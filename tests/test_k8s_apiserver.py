@@ -141,6 +141,9 @@ def test_label_selectors(selector, labels, expected):
 
 def test_bad_label_selector_is_a_400(server):
     assert get(server, "/api/v1/pods?labelSelector=a%20%3D%3D%3D%20b")[0] == 400
+    assert get(server, "/api/v1/pods?watch=true&timeoutSeconds=soon")[0] == 400
+    assert get(server, "/api/v1/pods?watch=true&resourceVersion=abc")[0] == 400
+    assert [(r.verb, r.status) for r in server.requests] == [("list", 400), ("watch", 400), ("watch", 400)]
     with pytest.raises(ValueError, match="unable to parse requirement"):
         parse_label_selector("a === b")
 

@@ -275,6 +275,10 @@ class LabApiServer:
     ----------
     requests : list of RequestRecord
         Every request answered, in order.
+    watch_expired_status : bool
+        ``False`` (default): a watch from a compacted version gets a 200 stream
+        with one ``ERROR`` event carrying the 410 Status (what the watch cache
+        does); ``True``: an HTTP 410 response with that Status instead.
     before_request : callable or None
         Called as ``before_request(record_so_far)`` (a :class:`RequestRecord`
         with status 0) before a list or watch is served; tests use it to
@@ -304,6 +308,7 @@ class LabApiServer:
         self.endpointslices = endpointslices
         self.requests: list[RequestRecord] = []
         self.before_request: Callable[[RequestRecord], None] | None = None
+        self.watch_expired_status = False
         self._cond = threading.Condition()
         self._revision = 1
         self._oldest = 1  # watches from an older revision get 410
@@ -526,7 +531,8 @@ class LabApiServer:
         except (ValueError, KeyError, TypeError, binascii.Error):
             raise _HttpError(_status(400, "BadRequest", "continue key is not valid")) from None
 
-    def _watch(self, handler: _Handler, record: RequestRecord, query: Mapping[str, str]) -> None:
+    def _watch(self, handler: _Handler, record: RequestRecord, query: Mapping[str, str],
+               on_start: Callable[[], None]) -> None:
         selector = self._selector(query)
         try:
             timeout = float(query.get("timeoutSeconds") or DEFAULT_WATCH_SECONDS)
@@ -546,9 +552,13 @@ class LabApiServer:
                 pending = [("ADDED", items[k]) for k in sorted(items)]
             else:
                 position = int(rv_text)
+                if position < self._oldest and self.watch_expired_status:
+                    raise _HttpError(_status(
+                        410, "Expired", f"too old resource version: {rv_text} ({self._oldest})"))
             self._watchers.append(watcher)
-        handler.start_stream()
         try:
+            on_start()
+            handler.start_stream()
             while True:
                 with self._cond:
                     expired = position < self._oldest
@@ -619,8 +629,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             if api.before_request is not None:
                 api.before_request(record)
             if verb == "watch":
-                self._record(api, record, 200)
-                api._watch(self, record, query)
+                api._watch(self, record, query, on_start=lambda: self._record(api, record, 200))
                 return
             body = api._list(record, query)
         except _HttpError as exc:
