@@ -65,12 +65,12 @@ def _table_html(frame: pd.DataFrame, empty: str) -> str:
     return frame.to_html(index=False, escape=True, na_rep="", border=0, classes="npa-table")
 
 
-def _set_options(dropdown: Any, options: list[Any], keep: bool = True) -> None:
+def _set_options(dropdown: Any, options: list[Any]) -> None:
     """Replace a dropdown's options, keeping its value when it is still offered."""
     current = dropdown.value
     dropdown.options = options
     values = [o[1] if isinstance(o, tuple) else o for o in options]
-    if keep and current in values:
+    if current in values:
         dropdown.value = current
     elif values:
         dropdown.value = values[0]
