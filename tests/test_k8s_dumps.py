@@ -183,3 +183,22 @@ def test_other_kinds_raise_or_are_skipped_with_a_note():
 def test_malformed_documents(text, expected):
     with pytest.raises(ParseError, match=expected):
         read_k8s_objects(text)
+
+
+def test_the_lab_datasets_api_lists_read_back():
+    """The bundled datasets keep the lab's API list documents under raw/k8s/: they read as any API list."""
+    from npanalytics.datasets import dataset_search_path
+
+    folders = sorted({p.parent for root in dataset_search_path() if root.is_dir()
+                      for p in root.glob("*/raw/k8s/services.json")})
+    assert folders, "no bundled dataset keeps raw/k8s/"
+    for folder in folders:
+        snaps = {name: read_k8s_objects(folder / f"{name}.json")
+                 for name in ("services", "endpointslices", "pods", "nodes")}
+        assert set(snaps["endpointslices"].resource_versions) == {"endpointslices"}
+        services, endpoints = snaps["services"].services, snaps["endpointslices"].endpoints
+        pods, nodes = snaps["pods"].pods, snaps["nodes"].nodes
+        assert len(services) and len(pods) and len(nodes), folder
+        assert set(endpoints["target_pod"].dropna()) <= set(pods["pod"]), folder
+        assert set(endpoints["node"].dropna()) <= set(nodes["node"]), folder
+        assert set(endpoints["service_port_name"].dropna()) <= set(services["service_port_name"]), folder
