@@ -5,16 +5,16 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
-import socket
-import subprocess
+import shutil
 import time
-import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import _need
+from prom_server import backfill, start_prometheus, wait_for
 
 from npanalytics import get_kube_proxy, get_kube_state, kube_proxy_frames, kube_state_frames, read_metrics_text
 from npanalytics.collectors.kube_proxy import histogram_quantile
@@ -223,57 +223,21 @@ def test_bad_window():
 # -- a real Prometheus ------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def prometheus(tmp_path_factory):
-    """Prometheus on a backfilled TSDB: series.om (KSM + kube-proxy) and the minute scrapes."""
-    import shutil
-
-    from tests.conftest import _need
-
-    binaries = {name: shutil.which(name) for name in ("prometheus", "promtool")}
-    for name, path in binaries.items():
-        _need(path, f"needs the {name} binary")
+    """Prometheus on a backfilled TSDB: series.om (KSM + kube-proxy of a recorded run) and the minute scrapes."""
+    prometheus_binary, promtool = shutil.which("prometheus"), shutil.which("promtool")
+    _need(prometheus_binary, "needs the prometheus binary")
+    _need(promtool, "needs the promtool binary")
     root = tmp_path_factory.mktemp("prom")
-    data = root / "data"
-    data.mkdir()
-    t0 = (int(time.time()) // 3600 - 4) * 3600  # recent enough for the default retention
-    (root / "proxy.om").write_text(scrapes(t0))
-    for source in (SERIES, root / "proxy.om"):
-        done = subprocess.run([binaries["promtool"], "tsdb", "create-blocks-from", "openmetrics", str(source),
-                               str(data)], capture_output=True, text=True, timeout=120)
-        assert done.returncode == 0, done.stdout + done.stderr
-    (root / "prometheus.yml").write_text("global:\n  scrape_interval: 1h\nscrape_configs: []\n")
-    port = _free_port()
-    process = subprocess.Popen(
-        [binaries["prometheus"], f"--config.file={root / 'prometheus.yml'}", f"--storage.tsdb.path={data}",
-         f"--web.listen-address=127.0.0.1:{port}", "--storage.tsdb.retention.time=10y"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
+    t0 = (int(time.time()) // 3600 - 4) * 3600  # on the hour, hours before now
+    backfill(promtool, SERIES.read_text(), root / "tsdb", "recorded")
+    backfill(promtool, scrapes(t0), root / "tsdb", "proxy")
+    server = start_prometheus(prometheus_binary, root)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(url + "/-/ready", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except (urllib.error.URLError, ConnectionError):
-                pass
-            assert time.monotonic() < deadline and process.poll() is None, "Prometheus did not start"
-            time.sleep(0.3)
-        yield url, t0
+        yield server.url, t0
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
+        server.stop()
 
 
 def _instant(url: str, query: str, at: float) -> list[dict]:
@@ -282,6 +246,7 @@ def _instant(url: str, query: str, at: float) -> list[dict]:
         return json.load(response)["data"]["result"]
 
 
+@pytest.mark.slow
 def test_histogram_quantile_equals_prometheus(prometheus):
     url, t0 = prometheus
     frame = read_metrics_text(scrapes(t0))
@@ -297,6 +262,7 @@ def test_histogram_quantile_equals_prometheus(prometheus):
                     family, minute, q)
 
 
+@pytest.mark.slow
 def test_get_kube_proxy_equals_the_pure_frames(prometheus):
     url, t0 = prometheus
     start, end = pd.Timestamp(t0 + 300, unit="s", tz="UTC"), pd.Timestamp(t0 + 480, unit="s", tz="UTC")
@@ -319,6 +285,7 @@ def test_get_kube_proxy_equals_the_pure_frames(prometheus):
     assert status.loc[end, "endpoint_changes_total"] == 18 and status.loc[end, "proxy_mode"] == "iptables"
 
 
+@pytest.mark.slow
 def test_get_kube_state_equals_the_pure_frames(prometheus):
     url, _ = prometheus
     samples = read_metrics_text(SERIES)
@@ -330,3 +297,39 @@ def test_get_kube_state_equals_the_pure_frames(prometheus):
             pd.testing.assert_frame_equal(live[name], pure[name], check_categorical=False)
     shop = get_kube_state(url, namespace="no-such-namespace", at=stamp)
     assert shop.endpoints.empty and shop.pods.empty and len(shop.nodes) == 2
+
+
+@pytest.mark.slow
+def test_get_kube_state_on_a_live_scrape(tmp_path):
+    # Prometheus scrapes the lab's kube-state-metrics text every second; the state it answers
+    # is the state read from the same text directly
+    from npanalytics.lab.metrics import kube_state_metrics_text, serve_metrics
+    from npanalytics.lab.scenario import scenario_from_dict
+
+    prometheus_binary = shutil.which("prometheus")
+    _need(prometheus_binary, "needs the prometheus binary")
+    scenario = scenario_from_dict({
+        "name": "live", "nodes": [{"name": "node-a", "zone": "z1"}, {"name": "node-b", "zone": "z2"}],
+        "pods": [{"name": "web-1", "node": "node-a", "labels": {"app": "web"}},
+                 {"name": "web-2", "node": "node-b", "labels": {"app": "web"}, "ready": False}],
+        "services": [{"name": "web", "selector": {"app": "web"}, "externalTrafficPolicy": "Local",
+                      "ports": [{"name": "http", "port": 80, "targetPort": 8080, "nodePort": 30080}]}],
+        "traffic": {"requests": 10},
+    })
+    text = kube_state_metrics_text(scenario)
+    metrics, url = serve_metrics(lambda: text)
+    server = None
+    try:
+        target = url.removeprefix("http://").removesuffix("/metrics")
+        server = start_prometheus(prometheus_binary, tmp_path, targets=[target])
+        assert wait_for(lambda: bool(_instant(server.url, "kube_pod_info", time.time())), timeout=60)
+        live = get_kube_state(server.url)
+        pure = kube_state_frames(read_metrics_text(url))
+        assert live.variant == pure.variant == "endpointslice"
+        for name in ("services", "endpoints", "pods", "nodes"):
+            pd.testing.assert_frame_equal(live[name], pure[name], check_categorical=False)
+        assert sorted(zip(live.endpoints["target_pod"], live.endpoints["ready"])) == [("web-1", True), ("web-2", False)]
+    finally:
+        if server is not None:
+            server.stop()
+        metrics.stop()

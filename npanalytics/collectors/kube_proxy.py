@@ -402,7 +402,8 @@ def kube_proxy_frames(samples: pd.DataFrame, *, node: str | None = None, window:
     notes: list[str] = []
     data = _Data(samples, node, notes)
     if isinstance(window, str) and window == "auto":
-        several = len(data.rows) and data.rows.groupby("_node", dropna=False, observed=True)["timestamp"].nunique().max() > 1
+        times = data.rows.groupby("_node", dropna=False, observed=True)["timestamp"].nunique()
+        several = len(data.rows) > 0 and times.max() > 1
         window_ns = int(WINDOW.value) if several else None
     else:
         window_ns = _parse_window(window)
@@ -467,8 +468,8 @@ def get_kube_proxy(prom: Any, start: Any, end: Any, step: Any, *, node_label: st
         if metric == "network_programming":
             groups.append((None, "le"))
         for node_by, by in groups:
-            queries = {_quantile_column(q): f"histogram_quantile({q}, sum by ({by}) (rate({family}_bucket[{window_text}])))"
-                       for q in QUANTILES}
+            rates = f"sum by ({by}) (rate({family}_bucket[{window_text}]))"
+            queries = {_quantile_column(q): f"histogram_quantile({q}, {rates})" for q in QUANTILES}
             outer = node_by or ""
             queries["per_second"] = f"sum by ({outer}) (rate({family}_count[{window_text}]))"
             queries["mean_seconds"] = (f"sum by ({outer}) (rate({family}_sum[{window_text}])) / "

@@ -1,4 +1,7 @@
-"""kube-state-metrics (KSM) series into the cluster-state frames (``k8s_services``, ``k8s_endpoints``, ``k8s_pods``, ``k8s_nodes``).
+"""kube-state-metrics (KSM) series into the cluster-state frames.
+
+The kinds are ``k8s_services``, ``k8s_endpoints``, ``k8s_pods`` and ``k8s_nodes``, the
+same the Kubernetes API collector returns.
 
 :func:`kube_state_frames` is a pure function of a ``prom_samples`` frame, so it
 reads the result of Prometheus instant queries (:func:`get_kube_state`) and a

@@ -58,7 +58,8 @@ _COUNTER_TYPE = re.compile(r"^#\s*TYPE\s+(\S+)\s+counter\s*$")
 # value, optional timestamp (group 1, only used to group lines), optional exemplar.
 _LABELS = r'\{(?:[^"{}]|"(?:[^"\\\n]|\\.)*")*\}'
 _PLAIN_SAMPLE = re.compile(
-    rf'^[a-zA-Z_:][a-zA-Z0-9_:]*(?:{_LABELS})?[ ]+[^ #]+(?:[ ]+([^ #]+))?(?:[ ]+#[ ]+{_LABELS}[ ]+[^ #]+(?:[ ]+[^ #]+)?)?$')
+    rf'^[a-zA-Z_:][a-zA-Z0-9_:]*(?:{_LABELS})?[ ]+[^ #]+(?:[ ]+([^ #]+))?'
+    rf'(?:[ ]+#[ ]+{_LABELS}[ ]+[^ #]+(?:[ ]+[^ #]+)?)?$')
 _FAMILY_ERROR = re.compile(r":\s*([a-zA-Z_:][a-zA-Z0-9_:]*)\s*$")
 
 
