@@ -215,6 +215,19 @@ def test_counter_reset_is_an_increase_from_zero():
     assert sync["observations"] == 5  # minutes 4, 5 before the restart, 6, 7, 8 after it
 
 
+def test_instances_named_after_their_nodes():
+    nodes = kube_state_frames(read_metrics_text(SERIES.parent / "kube-state-metrics.txt", at=AT)).nodes
+    assert dict(zip(nodes["node"], nodes["internal_ip"])) == {"node-a": "198.18.0.11", "node-b": "198.18.0.12"}
+    frames = [(T0 + 60 * k, kube_proxy_metrics_text("n", sync_durations_seconds=[0.01] * (k + 1)),
+               {"instance": instance})
+              for k in range(2) for instance in ("198.18.0.12:10249", "node-a:10249", "10.9.9.9:10249")]
+    proxy = kube_proxy_frames(read_metrics_text(openmetrics_series(frames)), nodes=nodes)
+    assert set(proxy.status["node"]) == {"node-a", "node-b", "10.9.9.9:10249"}
+    assert "2 of 3 instances named after their node (by address)" in proxy.notes
+    assert set(kube_proxy_frames(read_metrics_text(openmetrics_series(frames))).status["node"]) == {
+        "198.18.0.12:10249", "node-a:10249", "10.9.9.9:10249"}
+
+
 def test_bad_window():
     with pytest.raises(ValueError, match="window must be a positive duration"):
         kube_proxy_frames(read_metrics_text("a 1\n", at=AT), window="-5m")

@@ -172,13 +172,37 @@ def _increase(values: np.ndarray) -> np.ndarray:
     return np.where(diff < 0, values[1:], diff).sum(axis=0)
 
 
-def _node_column(rows: pd.DataFrame, node: str | None, notes: list[str]) -> pd.Series:
+def _node_names(values: pd.Series, nodes: pd.DataFrame | None, notes: list[str]) -> pd.Series:
+    """``instance`` values (``host:port``) to node names, by the nodes' addresses (k8s_nodes)."""
+    if nodes is None:
+        return values
+    validate_frame(nodes, "k8s_nodes")
+    names = {str(n): str(n) for n in nodes["node"]}
+    for column in ("internal_ip", "external_ip"):
+        names.update({str(ip): str(n) for ip, n in zip(nodes[column], nodes["node"]) if pd.notna(ip)})
+
+    def name(value: Any) -> Any:
+        if pd.isna(value):
+            return value
+        text = str(value)
+        host = text.rsplit(":", 1)[0] if text.count(":") == 1 or text.startswith("[") else text
+        return names.get(host.strip("[]"), text)
+
+    mapped = values.map(name)
+    known = {v for v in mapped.dropna().unique() if v in names.values()}
+    notes.append(f"{len(known)} of {mapped.nunique()} instances named after their node (by address)")
+    return mapped
+
+
+def _node_column(rows: pd.DataFrame, node: str | None, notes: list[str],
+                 nodes: pd.DataFrame | None = None) -> pd.Series:
     if node is not None:
         return pd.Series(node, index=rows.index, dtype="object")
     for label in _NODE_LABELS:
         if label in rows and rows[label].notna().all():
             notes.append(f"node from the {label!r} label")
-            return rows[label].astype("object")
+            values = rows[label].astype("object")
+            return _node_names(values, nodes, notes) if label == "instance" else values
     notes.append("no node or instance label on every kubeproxy series: node is NA (pass node=)")
     return pd.Series(None, index=rows.index, dtype="object")
 
@@ -186,10 +210,11 @@ def _node_column(rows: pd.DataFrame, node: str | None, notes: list[str]) -> pd.S
 class _Data:
     """kubeproxy_* samples with a node column, as plain arrays per (metric, node)."""
 
-    def __init__(self, samples: pd.DataFrame, node: str | None, notes: list[str]) -> None:
+    def __init__(self, samples: pd.DataFrame, node: str | None, notes: list[str],
+                 nodes: pd.DataFrame | None = None) -> None:
         names = samples["__name__"].astype("object") if "__name__" in samples else pd.Series([], dtype=object)
         rows = samples[names.str.startswith("kubeproxy_", na=False)]
-        self.rows = rows.assign(_node=_node_column(rows, node, notes), _name=rows["__name__"].astype("object"))
+        self.rows = rows.assign(_node=_node_column(rows, node, notes, nodes), _name=rows["__name__"].astype("object"))
         self.names = set(self.rows["_name"])
         self.nodes = sorted({n for n in self.rows["_node"] if pd.notna(n)}, key=str) or (
             [None] if len(self.rows) else [])
@@ -376,7 +401,8 @@ def _parse_window(window: Any) -> int | None:
     return int(delta.value)
 
 
-def kube_proxy_frames(samples: pd.DataFrame, *, node: str | None = None, window: Any = "auto") -> KubeProxy:
+def kube_proxy_frames(samples: pd.DataFrame, *, node: str | None = None, window: Any = "auto",
+                      nodes: pd.DataFrame | None = None) -> KubeProxy:
     """kube-proxy's sync latency, rule counts and status from ``kubeproxy_*`` samples (pure).
 
     Parameters
@@ -392,6 +418,10 @@ def kube_proxy_frames(samples: pd.DataFrame, *, node: str | None = None, window:
         ``rate(...[5m])``); None: cumulative since kube-proxy started (what one
         scrape gives); "auto": 5 minutes when a node has several sample times,
         else None.
+    nodes : pandas.DataFrame, optional
+        Kind ``k8s_nodes`` (from :func:`~npanalytics.collectors.kube_state.kube_state_frames`
+        or the API): an ``instance`` such as ``10.0.0.11:10249`` whose host is a
+        node's address (or name) is replaced by that node's name.
 
     Returns
     -------
@@ -400,7 +430,7 @@ def kube_proxy_frames(samples: pd.DataFrame, *, node: str | None = None, window:
     """
     validate_frame(samples, "prom_samples")
     notes: list[str] = []
-    data = _Data(samples, node, notes)
+    data = _Data(samples, node, notes, nodes)
     if isinstance(window, str) and window == "auto":
         times = data.rows.groupby("_node", dropna=False, observed=True)["timestamp"].nunique()
         several = len(data.rows) > 0 and times.max() > 1
@@ -432,7 +462,7 @@ def _frame(records: list[dict[str, Any]], kind: str) -> pd.DataFrame:
 
 
 def get_kube_proxy(prom: Any, start: Any, end: Any, step: Any, *, node_label: str = "instance",
-                   window: Any = WINDOW) -> KubeProxy:
+                   window: Any = WINDOW, nodes: pd.DataFrame | None = None) -> KubeProxy:
     """kube-proxy's frames from Prometheus over a time range.
 
     Quantiles, rates and means of the histograms are computed by Prometheus:
@@ -452,6 +482,9 @@ def get_kube_proxy(prom: Any, start: Any, end: Any, step: Any, *, node_label: st
         The target label that names the node.
     window : duration, default 5 minutes
         The ``rate`` window.
+    nodes : pandas.DataFrame, optional
+        Kind ``k8s_nodes``, to name ``instance`` values after their nodes (see
+        :func:`kube_proxy_frames`).
 
     Returns
     -------
@@ -480,8 +513,10 @@ def get_kube_proxy(prom: Any, start: Any, end: Any, step: Any, *, node_label: st
                 frame = get_prometheus_range(prom, query, start, end, step)
                 if frame.empty:
                     continue
-                nodes = frame[node_by].astype("object") if node_by and node_by in frame else None
-                part = pd.DataFrame({"timestamp": frame["timestamp"], "node": nodes, column: frame["value"]})
+                names = frame[node_by].astype("object") if node_by and node_by in frame else None
+                if names is not None and node_by == "instance":
+                    names = _node_names(names, nodes, [])
+                part = pd.DataFrame({"timestamp": frame["timestamp"], "node": names, column: frame["value"]})
                 merged = part if merged is None else merged.merge(part, on=["timestamp", "node"], how="outer")
             if merged is None:
                 if node_by:
@@ -498,7 +533,7 @@ def get_kube_proxy(prom: Any, start: Any, end: Any, step: Any, *, node_label: st
     raw = get_prometheus_range(prom, '{__name__=~"kubeproxy_.+",__name__!~".+_bucket"}', start, end, step)
     if node_label != "instance" and node_label in raw and "node" not in raw:
         raw = raw.rename(columns={node_label: "node"})
-    rest = kube_proxy_frames(raw, window=window)
+    rest = kube_proxy_frames(raw, window=window, nodes=nodes)
     return KubeProxy(latency=latency, rule_counts=rest.rule_counts, status=rest.status, notes=notes + rest.notes[1:])
 
 

@@ -13,6 +13,9 @@ ports or session affinity, so those columns are NA in ``services``; an
 EndpointSlice is joined to its Service only through
 ``kube_endpointslice_labels{label_kubernetes_io_service_name=...}``, which KSM
 writes only with ``--metric-labels-allowlist=endpointslices=[kubernetes.io/service-name]``.
+The ``labels`` JSON of services and pods holds the allow-listed labels under KSM's
+sanitised names without the ``label_`` prefix (``app_kubernetes_io_name`` for
+``app.kubernetes.io/name``): the original keys cannot be recovered from the metrics.
 
 Versions of KSM, and what is read from each (``KubeState.variant`` says which):
 
