@@ -292,6 +292,18 @@ def test_in_cluster_config_when_there_is_no_kubeconfig(tmp_path, monkeypatch):
         get_endpoint_snapshot()
 
 
+def test_a_given_client_is_used_and_left_open(server):
+    import kubernetes
+
+    client = kubernetes.config.new_client_from_config(config_file=str(server.kubeconfig))
+    first = get_endpoint_snapshot(client, namespace="shop")
+    churn = watch_endpoints(0.3, client)
+    second = get_endpoint_snapshot(client)  # still usable: the caller owns it
+    client.close()
+    assert list(first.services["service"]) == ["api"] and len(second.pods) == 5 and churn.empty
+    assert all(r.authorized for r in server.requests)
+
+
 def test_arguments_are_checked():
     with pytest.raises(ValueError, match="limit must be a positive int"):
         get_endpoint_snapshot(kubeconfig="x", limit=0)
