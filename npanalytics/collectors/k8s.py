@@ -601,8 +601,11 @@ def _list_all(api: _Api, limit: int, notes: list[str]) -> tuple[list[dict[str, A
                 resp = api.request("list", **kwargs)
                 data = _read_body(resp, api, "list")
                 doc = _parse_json(data, f"{api.host} list {api.what} page {len(pages) + 1}")
-                if not isinstance(doc, Mapping) or not isinstance(doc.get("metadata"), Mapping):
-                    raise ParseError(f"{api.host} list {api.what}", 0, "a List object", data[:120].decode("utf-8", "replace"))
+                if not isinstance(doc, Mapping) or not isinstance(doc.get("metadata"), Mapping) \
+                        or not isinstance(doc.get("items") or [], list):
+                    raise ParseError(f"{api.host} list {api.what} page {len(pages) + 1}", 0,
+                                     "a List object (metadata and a list of items)",
+                                     data[:120].decode("utf-8", "replace"))
                 pages.append(data)
                 items.extend(doc.get("items") or [])
                 version = version or str(doc["metadata"].get("resourceVersion", ""))
