@@ -100,3 +100,27 @@ def test_nothing_to_work_with():
     assert "conntrack -L -o extended" in missing and "ground_truth" in missing
     with pytest.raises(SchemaError, match="ground_truth"):
         long_lived_section({"ground_truth": _gt([("a", 1, 1)]).drop(columns=["requests"])})
+
+
+def _ct_line(i: int, backend: str, packets: int, nbytes: int, age: int) -> str:
+    return (f"tcp      6 86000 ESTABLISHED src=198.18.200.{10 + i} dst=198.18.0.11 sport={40000 + i} dport=30080 "
+            f"packets={packets} bytes={nbytes} src={backend} dst=198.18.64.1 sport=8080 dport={40000 + i} "
+            f"packets={packets} bytes={nbytes} [ASSURED] mark=0 delta-time={age} use=1")
+
+
+def test_connection_age_and_bytes_from_timestamped_accounted_entries(keepalive):
+    from npanalytics.collectors.conntrack import read_conntrack
+
+    # two connections each: the old pod's are an hour old and heavy, the new pod's a minute old and light
+    lines = [_ct_line(0, "198.18.64.10", 5000, 4_000_000, 3600), _ct_line(1, "198.18.64.10", 5000, 4_000_000, 3000),
+             _ct_line(2, "198.18.64.11", 200, 16_000, 60), _ct_line(3, "198.18.64.11", 200, 16_000, 40)]
+    flows = read_conntrack(("\n".join(lines) + "\n").encode())
+    services = keepalive["proxy_services"].iloc[:1].drop(columns=["node"])
+    section, findings, _ = long_lived_section({"conntrack_flows": flows, "proxy_services": services})
+    ct = section.set_index(section["backend"].astype(str))
+    assert ct.loc["198.18.64.10", "age_seconds_mean"] == 3300 and ct.loc["198.18.64.11", "age_seconds_mean"] == 50
+    assert ct["connection_share"].tolist() == [0.5, 0.5]
+    assert ct.loc["198.18.64.11", "load_share"] == pytest.approx(32_000 / 8_032_000)
+    assert ct.loc["198.18.64.10", "packets"] == 20000
+    assert ct.loc["198.18.64.11", "starved"] and not ct.loc["198.18.64.10", "starved"]
+    assert findings["severity"].tolist() == ["warning"] and "250.0x between backends" in findings["evidence"].iloc[0]
