@@ -90,10 +90,10 @@ def ipvs_probabilities(scheduler: str, weights) -> np.ndarray:
     return np.divide(base, total, out=np.zeros(len(base)), where=total > 0)
 
 
-def _selection_frame(rows: list[dict]) -> pd.DataFrame:
-    if not rows:
+def _selection_frame(rows: list[dict] | pd.DataFrame) -> pd.DataFrame:
+    if len(rows) == 0:
         return empty_frame("endpoint_selection")
-    df = pd.DataFrame(rows)
+    df = rows.reset_index(drop=True) if isinstance(rows, pd.DataFrame) else pd.DataFrame(rows)
     out = pd.DataFrame(
         {
             "service_port_name": df["service_port_name"].astype("str").astype("category"),
@@ -138,32 +138,36 @@ def selection_from_rules(
     if traffic not in ("external", "internal"):
         raise ValueError(f"traffic: expected 'external' or 'internal', got {traffic!r}")
     policy_col = "external_traffic_policy" if traffic == "external" else "internal_traffic_policy"
-    svc = proxy_services.assign(node=_node_of(proxy_services))
-    ep = proxy_endpoints.assign(node=_node_of(proxy_endpoints))
-    rows: list[dict] = []
-    for (node, spn), s in svc.groupby(["node", svc["service_port_name"].astype("str")], observed=True, sort=True):
-        first = s.iloc[0]
-        local = str(first[policy_col]) == "Local" if pd.notna(first[policy_col]) else False
-        scheduler = first["scheduler"] if pd.notna(first["scheduler"]) else None
-        mine = ep[(ep["node"] == node) & (ep["service_port_name"].astype("str") == spn)]
-        chain = mine[mine["local"] == local] if local else mine[~mine["local"]]
-        chain = chain.drop_duplicates("endpoint_ip")
-        if chain.empty:
-            continue
-        prob = chain["probability"].to_numpy(dtype="float64", na_value=np.nan)
-        if np.isnan(prob).any():
-            sched = scheduler if scheduler in IPVS_SCHEDULERS else "rr"
-            prob = ipvs_probabilities(sched, chain["weight"].astype("object"))
-            how = f"IPVS {sched}"
-        else:
-            how = f"IPVS {scheduler}" if scheduler else "rules' probabilities"
-        model = f"{how}, {'Local' if local else 'Cluster'} policy"
-        rows += [
-            {"service_port_name": spn, "window_start": window_start, "entry_node": node,
-             "endpoint_ip": str(ip), "probability": float(p), "model": model}
-            for ip, p in zip(chain["endpoint_ip"].astype("str"), prob)
-        ]
-    return _selection_frame(rows)
+    svc = pd.DataFrame({
+        "node": _node_of(proxy_services).to_numpy(),
+        "service_port_name": proxy_services["service_port_name"].astype("str").to_numpy(),
+        "local_policy": (proxy_services[policy_col].astype("str") == "Local").to_numpy(),
+        "scheduler": proxy_services["scheduler"].astype("object").to_numpy(),
+    }).drop_duplicates(["node", "service_port_name"])
+    ep = pd.DataFrame({
+        "node": _node_of(proxy_endpoints).to_numpy(),
+        "service_port_name": proxy_endpoints["service_port_name"].astype("str").to_numpy(),
+        "endpoint_ip": proxy_endpoints["endpoint_ip"].astype("str").to_numpy(),
+        "local": proxy_endpoints["local"].to_numpy(dtype=bool),
+        "probability": proxy_endpoints["probability"].to_numpy(dtype="float64", na_value=np.nan),
+        "weight": proxy_endpoints["weight"].astype("object").to_numpy(),
+    })
+    # each node's traffic takes the Local chain under Local policy, else the cluster chain
+    chain = ep.merge(svc, on=["node", "service_port_name"], how="inner")
+    chain = chain[chain["local"] == chain["local_policy"]].drop_duplicates(["node", "service_port_name", "endpoint_ip"])
+    if chain.empty:
+        return _selection_frame([])
+    chain = chain.sort_values(["service_port_name", "node", "endpoint_ip"], kind="stable").reset_index(drop=True)
+    how = np.where(chain["scheduler"].notna(), "IPVS " + chain["scheduler"].astype("str"), "rules' probabilities")
+    unknown = chain["probability"].isna()
+    if unknown.any():  # IPVS schedulers whose probability the reader leaves NA
+        for _, g in chain[unknown].groupby(["node", "service_port_name"], sort=False):
+            sched = g["scheduler"].iloc[0]
+            sched = sched if sched in IPVS_SCHEDULERS else "rr"
+            chain.loc[g.index, "probability"] = ipvs_probabilities(sched, g["weight"])
+            how[g.index] = f"IPVS {sched}"
+    chain["model"] = how + np.where(chain["local_policy"], ", Local policy", ", Cluster policy")
+    return _selection_frame(chain.assign(window_start=window_start, entry_node=chain["node"]))
 
 
 def _node_of(df: pd.DataFrame) -> pd.Series:
@@ -294,20 +298,31 @@ def client_node_mix(load: pd.DataFrame) -> pd.DataFrame:
     return per[cols].reset_index(drop=True)
 
 
-def _mix_for(mix: pd.DataFrame, spn: str, window, source: str, nodes: list[str]) -> tuple[dict[str, float], str]:
-    """The mix to weigh a key's node choices: its own, else another source's, else even."""
-    same_spn = mix[mix["service_port_name"] == spn] if len(mix) else mix
-    window_match = same_spn["window_start"].isna() if pd.isna(window) else same_spn["window_start"] == window
-    for rows, how in (
-        (same_spn[window_match & (same_spn["source"] == source)], f"measured ({source})"),
-        (same_spn[window_match], "measured ({})"),
-        (same_spn[same_spn["window_start"].isna()], "measured ({}, whole recording)"),
-    ):
-        if len(rows):
-            src = rows["source"].iloc[0]
-            rows = rows[rows["source"] == src]
-            return dict(zip(rows["entry_node"], rows["mix"])), how.format(src)
-    return {n: 1.0 / len(nodes) for n in nodes}, "assumed even"
+def _key_mix(plan: pd.DataFrame, mix: pd.DataFrame | None) -> pd.DataFrame:
+    """``key, entry_node, mix, how`` for every key that a measured mix covers."""
+    cols = ["key", "entry_node", "mix", "how"]
+    if mix is None or len(mix) == 0:
+        return pd.DataFrame({c: pd.Series(dtype="object") for c in cols})
+    m = pd.DataFrame({
+        "service_port_name": mix["service_port_name"].astype("str").to_numpy(),
+        "window_start": pd.to_datetime(pd.Series(mix["window_start"].to_numpy()), utc=True).to_numpy(),
+        "source": mix["source"].astype("str").to_numpy(),
+        "entry_node": mix["entry_node"].astype("str").to_numpy(),
+        "mix": mix["mix"].to_numpy(dtype="float64"),
+    })
+    first = m.groupby(["service_port_name", "window_start"], dropna=False)["source"].transform("min")
+    one = m[m["source"] == first]  # one source per window to lend its mix
+    whole = one[one["window_start"].isna()].drop(columns="window_start")
+    own = plan.merge(m, on=["service_port_name", "window_start", "source"])
+    own["how"] = "measured (" + own["source"] + ")"
+    same = plan.merge(one.rename(columns={"source": "lender"}), on=["service_port_name", "window_start"])
+    same["how"] = "measured (" + same["lender"] + ")"
+    late = plan.merge(whole.rename(columns={"source": "lender"}), on="service_port_name")
+    late["how"] = "measured (" + late["lender"] + ", whole recording)"
+    out = own[cols]
+    for more in (same, late):
+        out = pd.concat([out, more.loc[~more["key"].isin(out["key"]), cols]], ignore_index=True)
+    return out
 
 
 def expected_shares(
@@ -341,40 +356,65 @@ def expected_shares(
         Kind ``expected_shares``; keys without a selection have no row.
     """
     validate_frame(selection, "endpoint_selection")
-    if mix is None or len(mix) == 0:
-        mix = pd.DataFrame(columns=["service_port_name", "window_start", "source", "entry_node", "mix"])
-    sel = selection.astype({"service_port_name": "str", "entry_node": "str", "endpoint_ip": "str"})
-    rows: list[dict] = []
-    uniq = keys[["service_port_name", "window_start", "source"]].astype(
-        {"service_port_name": "str", "source": "str"}).drop_duplicates()
-    for spn, window, source in uniq.itertuples(index=False):
-        mine = sel[sel["service_port_name"] == spn]
-        here = mine[mine["window_start"] == window] if pd.notna(window) else mine.iloc[0:0]
-        if here.empty:
-            here = mine[mine["window_start"].isna()]
-        if here.empty:
-            continue
-        nodes = sorted(here["entry_node"].unique())
-        weights, how = _mix_for(mix, spn, window, source, nodes)
-        served = {n: w for n, w in weights.items() if n in nodes and w > 0}
-        dropped = sum(w for n, w in weights.items() if n not in nodes)
-        if not served:  # the mix names no serving node: fall back to even over serving nodes
-            served, how = {n: 1.0 / len(nodes) for n in nodes}, "assumed even"
-        norm = sum(served.values())
-        share = (
-            here.assign(w=here["entry_node"].map(served).fillna(0.0))
-            .assign(v=lambda d: d["w"] * d["probability"] / norm)
-            .groupby("endpoint_ip", sort=True)["v"].sum()
-        )
-        models = "; ".join(sorted(here["model"].unique()))
-        text = f"{models}; client-to-node mix {how}"
-        if dropped > 0:
-            text += f"; {dropped:.1%} of the traffic enters nodes that drop it"
-        rows += [{"service_port_name": spn, "window_start": window, "source": source,
-                  "endpoint_ip": ip, "expected_share": float(v), "model": text} for ip, v in share.items()]
-    if not rows:
+    if selection.empty or len(keys) == 0:
         return empty_frame("expected_shares")
-    df = pd.DataFrame(rows)
+    spn_w = ["service_port_name", "window_start"]
+    sel = pd.DataFrame({
+        "service_port_name": selection["service_port_name"].astype("str").to_numpy(),
+        "sel_window": selection["window_start"].to_numpy(),
+        "entry_node": selection["entry_node"].astype("str").to_numpy(),
+        "endpoint_ip": selection["endpoint_ip"].astype("str").to_numpy(),
+        "probability": selection["probability"].to_numpy(dtype="float64"),
+        "sel_model": selection["model"].astype("str").to_numpy(),
+    })
+    uniq = pd.DataFrame({
+        "service_port_name": keys["service_port_name"].astype("str").to_numpy(),
+        "window_start": pd.to_datetime(pd.Series(keys["window_start"].to_numpy()), utc=True).to_numpy(),
+        "source": keys["source"].astype("str").to_numpy(),
+    }).drop_duplicates().reset_index(drop=True)
+    uniq["key"] = np.arange(len(uniq))
+
+    # the selection of each key's window: its own, else the final (NaT) one
+    windows = sel[["service_port_name", "sel_window"]].drop_duplicates()
+    exact = uniq.merge(windows, left_on=["service_port_name", "window_start"],
+                       right_on=["service_port_name", "sel_window"], how="inner")[["key", "sel_window"]]
+    final = uniq.merge(windows[windows["sel_window"].isna()], on="service_port_name", how="inner")[["key", "sel_window"]]
+    chosen = pd.concat([exact, final[~final["key"].isin(exact["key"])]], ignore_index=True)
+    plan = uniq.merge(chosen, on="key", how="inner")
+    if plan.empty:
+        return empty_frame("expected_shares")
+    nodes = sel[["service_port_name", "sel_window", "entry_node"]].drop_duplicates()
+
+    # the mix of each key: its own source's, else another source's of the window, else of the
+    # whole recording, else even over the nodes that serve
+    weights = _key_mix(plan, mix)
+    even = plan.merge(nodes, on=["service_port_name", "sel_window"], how="inner")
+    even["mix"] = 1.0 / even.groupby("key")["entry_node"].transform("count")
+    even["how"] = "assumed even"
+    served = weights.merge(plan[["key", "service_port_name", "sel_window"]], on="key").merge(
+        nodes, on=["service_port_name", "sel_window", "entry_node"], how="left", indicator=True)
+    in_sel = served["_merge"] == "both"
+    norm = served[in_sel & (served["mix"] > 0)].groupby("key")["mix"].sum()
+    dropped = served[~in_sel].groupby("key")["mix"].sum()
+    usable = weights[weights["key"].isin(norm.index)]
+    mixes = pd.concat([usable, even[~even["key"].isin(norm.index)][["key", "entry_node", "mix", "how"]]],
+                      ignore_index=True)
+    norm = mixes.merge(plan[["key", "service_port_name", "sel_window"]], on="key").merge(
+        nodes, on=["service_port_name", "sel_window", "entry_node"]).groupby("key")["mix"].sum()
+
+    rows = plan.merge(mixes, on="key").merge(sel, on=["service_port_name", "sel_window", "entry_node"])
+    rows["v"] = rows["mix"] * rows["probability"] / rows["key"].map(norm).to_numpy()
+    share = rows.groupby(["key", "endpoint_ip"], sort=True)["v"].sum().rename("expected_share").reset_index()
+    models = (sel.groupby(["service_port_name", "sel_window"], dropna=False)["sel_model"]
+              .agg(lambda m: "; ".join(sorted(set(m)))).rename("sel_text").reset_index())
+    text = plan.merge(models, on=["service_port_name", "sel_window"], how="left")
+    text["how"] = text["key"].map(mixes.drop_duplicates("key").set_index("key")["how"])
+    text["dropped"] = text["key"].map(dropped).fillna(0.0)
+    text["model"] = (text["sel_text"] + "; client-to-node mix " + text["how"]
+                     + np.where(text["dropped"] > 0,
+                                "; " + (100 * text["dropped"]).round(1).astype("str") + "% of the traffic enters nodes that drop it",
+                                ""))
+    df = share.merge(text[["key", "service_port_name", "window_start", "source", "model"]], on="key")
     if labels is not None and len(labels):
         lab = labels.astype({"endpoint_ip": "str"}).drop_duplicates("endpoint_ip")
         df = df.merge(lab[["endpoint_ip", "pod", "node", "zone"]], on="endpoint_ip", how="left")

@@ -53,7 +53,7 @@ MEASURES = ("connections", "requests", "bytes", "packets")
 _LABELS = ["endpoint_ip", "pod", "node", "zone"]
 
 # Columns that identify a group of identical flows for the analysis.
-_FLOW_KEY = ("node", "protocol", "orig_dst_ip", "orig_dst_port", "backend_ip", "backend_port", "dnat", "snat")
+_FLOW_KEY = ("node", "protocol", "orig_dst_ip", "orig_dst_port", "backend_ip", "dnat", "snat")
 
 
 def topology_from_recording(recording: Mapping[str, Any]) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -139,43 +139,58 @@ def backend_labels(
     return labels.astype("object").where(labels.notna(), None)[_LABELS]
 
 
-def _codes(s: pd.Series) -> np.ndarray:
-    """Non-negative integer codes of a column (0 = missing)."""
+def _dense(s: pd.Series) -> tuple[np.ndarray, int]:
+    """Small non-negative integer codes of a column (0 = missing) and their number."""
     if isinstance(s.dtype, pd.CategoricalDtype):
-        return s.cat.codes.to_numpy(dtype="int64") + 1
+        return s.cat.codes.to_numpy(), len(s.cat.categories) + 1  # -1 (missing) is moved to 0 below
     if s.dtype == "bool":
-        return s.to_numpy(dtype="int64")
-    return s.to_numpy(dtype="int64", na_value=-1) + 1
+        return s.to_numpy(), 2
+    values = s.to_numpy(dtype="int64", na_value=-1) + 1  # ports: 0 = missing
+    if len(values) == 0:
+        return values, 1
+    seen = np.bincount(values) > 0
+    lookup = np.cumsum(seen) - 1
+    return lookup[values], int(seen.sum())
 
 
-def _aggregate_flows(flows: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray, np.ndarray, np.ndarray]:
-    """Collapse identical flows: a representative row, a count, bytes and packets per group.
+def _aggregate_flows(flows: pd.DataFrame, sums: tuple[str, ...] = ("bytes", "packets")
+                     ) -> tuple[pd.DataFrame, np.ndarray, dict[str, np.ndarray]]:
+    """Collapse identical flows: a representative row, a count, and sums per group.
 
-    Hash-based (``pandas.factorize`` of a mixed-radix integer key), so millions of
-    rows collapse in a fraction of a second.
+    A mixed-radix integer key over the columns' small codes (int32 when it fits),
+    then ``pandas.factorize``: millions of rows collapse in well under a second.
+    ``sums`` names ``bytes`` and/or ``packets`` (original + reply direction); a
+    group's sum is NaN when any of its flows lacks accounting.
     """
     cols = [c for c in _FLOW_KEY if c in flows.columns]
-    key = np.zeros(len(flows), dtype="int64")
-    radix = 1
-    for c in cols:
-        code = _codes(flows[c])
-        span = int(code.max()) + 1 if len(code) else 1
-        if radix * span >= 2**62:  # would overflow: fall back to hashing the tuples
-            key = flows.groupby(cols, observed=True, dropna=False, sort=False).ngroup().to_numpy(dtype="int64")
-            break
-        key += code * radix
-        radix *= span
+    parts = [(c, *_dense(flows[c])) for c in cols]
+    radix = int(np.prod([span for _, _, span in parts], dtype="float64"))
+    if radix >= 2**62:  # would overflow: hash the tuples instead
+        key = flows.groupby(cols, observed=True, dropna=False, sort=False).ngroup().to_numpy(dtype="int64")
+    else:
+        dtype = "int32" if radix < 2**31 else "int64"
+        key = np.zeros(len(flows), dtype=dtype)
+        step = 1
+        for c, code, span in parts:
+            part = code.astype(dtype)
+            if isinstance(flows[c].dtype, pd.CategoricalDtype):
+                part += 1
+            if step > 1:
+                part *= step
+            key += part
+            step *= span
     group, uniques = pd.factorize(key)
     ngroups = len(uniques)
     rep = np.empty(ngroups, dtype="int64")
     rep[group] = np.arange(len(flows))
     count = np.bincount(group, minlength=ngroups).astype("int64")
-
-    def total(a: str, b: str) -> np.ndarray:
-        v = flows[a].to_numpy(dtype="float64", na_value=np.nan) + flows[b].to_numpy(dtype="float64", na_value=np.nan)
-        return np.bincount(group, weights=v, minlength=ngroups)  # NaN when any flow lacks accounting
-
-    return flows.iloc[rep], count, total("orig_bytes", "reply_bytes"), total("orig_packets", "reply_packets")
+    totals = {}
+    for name in sums:
+        a, b = {"bytes": ("orig_bytes", "reply_bytes"), "packets": ("orig_packets", "reply_packets")}[name]
+        v = flows[a].to_numpy(dtype="float64", na_value=np.nan)
+        v += flows[b].to_numpy(dtype="float64", na_value=np.nan)
+        totals[name] = np.bincount(group, weights=v, minlength=ngroups)  # NaN when any flow lacks accounting
+    return flows.iloc[rep], count, totals
 
 
 def _label(df: pd.DataFrame, labels: pd.DataFrame | None) -> pd.DataFrame:
@@ -253,11 +268,12 @@ def _programmed(proxy_endpoints: pd.DataFrame | None) -> set[tuple[str, str, str
     return set(zip(proxy_endpoints["service_port_name"].astype("str"), node, proxy_endpoints["endpoint_ip"].astype("str")))
 
 
-def _attributed(flows: pd.DataFrame, services: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray, np.ndarray, np.ndarray]:
+def _attributed(flows: pd.DataFrame, services: pd.DataFrame, sums: tuple[str, ...] = ()
+                ) -> tuple[pd.DataFrame, np.ndarray, dict[str, np.ndarray]]:
     """Aggregated flows with their Service port (attributed per node against that node's rules)."""
     validate_frame(flows, "conntrack_flows")
     validate_frame(services, "proxy_services")
-    rep, count, nbytes, packets = _aggregate_flows(flows)
+    rep, count, totals = _aggregate_flows(flows, sums)
     spn = pd.Series(pd.NA, index=rep.index, dtype="object")
     if "node" in rep.columns and "node" in services.columns:
         for node, idx in rep.groupby(rep["node"].astype("str"), sort=False).groups.items():
@@ -267,7 +283,7 @@ def _attributed(flows: pd.DataFrame, services: pd.DataFrame) -> tuple[pd.DataFra
     else:
         spn[:] = attribute_flows(rep, services).astype("object")
     rep = rep.assign(service_port_name=spn.to_numpy())
-    return rep, count, nbytes, packets
+    return rep, count, totals
 
 
 def conntrack_load(
@@ -278,6 +294,7 @@ def conntrack_load(
     proxy_endpoints: pd.DataFrame | None = None,
     window_start: pd.Timestamp | None = None,
     window_end: pd.Timestamp | None = None,
+    measures: tuple[str, ...] = ("connections", "bytes", "packets"),
 ) -> pd.DataFrame:
     """Connections (and bytes, packets where accounted) per backend and entry node from conntrack.
 
@@ -294,6 +311,8 @@ def conntrack_load(
         a backend the entry node's rules no longer have: a stale entry).
     window_start, window_end : pandas.Timestamp, optional
         The window the table covers (NaT: a snapshot).
+    measures : tuple of str
+        Which of ``connections``, ``bytes``, ``packets`` to compute.
 
     Returns
     -------
@@ -302,7 +321,11 @@ def conntrack_load(
         and ``bytes``/``packets`` for (Service port, entry node, backend) groups where
         every flow was accounted.
     """
-    rep, count, nbytes, packets = _attributed(flows, services)
+    unknown = sorted(set(measures) - {"connections", "bytes", "packets"})
+    if unknown:
+        raise ValueError(f"measures: unknown {unknown}; allowed: ['connections', 'bytes', 'packets']")
+    sums = tuple(m for m in ("bytes", "packets") if m in measures)
+    rep, count, totals = _attributed(flows, services, sums)
     served = rep["service_port_name"].notna().to_numpy() & rep["dnat"].to_numpy(dtype=bool)
     if not served.any():
         return empty_frame("backend_load")
@@ -312,14 +335,14 @@ def conntrack_load(
         "entry_node": entry.to_numpy()[served],
         "endpoint_ip": rep["backend_ip"].astype("object").to_numpy()[served],
         "connections": count[served].astype("float64"),
-        "bytes": nbytes[served],
-        "packets": packets[served],
+        **{m: totals[m][served] for m in sums},
     })
     key = ["service_port_name", "entry_node", "endpoint_ip"]
     agg = base.groupby(key, dropna=False, sort=True).sum(min_count=1).reset_index()
     # sum(min_count=1) skips NaN; a group is accounted only when none of its flows lacked counters
-    unaccounted = base.assign(u=base["bytes"].isna()).groupby(key, dropna=False, sort=True)["u"].any().to_numpy()
-    agg.loc[unaccounted, ["bytes", "packets"]] = np.nan
+    for m in sums:
+        unaccounted = base.assign(u=base[m].isna()).groupby(key, dropna=False, sort=True)["u"].any().to_numpy()
+        agg.loc[unaccounted, m] = np.nan
     programmed = _programmed(proxy_endpoints)
     if proxy_endpoints is not None:
         agg["programmed"] = [
@@ -328,7 +351,7 @@ def conntrack_load(
         ]
     else:
         agg["programmed"] = None
-    long = agg.melt(id_vars=key + ["programmed"], value_vars=["connections", "bytes", "packets"],
+    long = agg.melt(id_vars=key + ["programmed"], value_vars=[m for m in ("connections", *sums) if m in measures],
                     var_name="measure", value_name="value")
     long = long[long["value"].notna()]
     long = _label(long, labels).assign(source="conntrack", window_start=window_start, window_end=window_end)
@@ -458,7 +481,7 @@ def node_path(
     """
     if "node" not in flows.columns:
         return empty_frame("node_path")
-    rep, count, _, _ = _attributed(flows, services)
+    rep, count, _ = _attributed(flows, services)
     node_of_ip: dict[str, str] = {}
     zone_of: dict[str, Any] = {}
     if nodes is not None and len(nodes):
