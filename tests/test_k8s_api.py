@@ -304,6 +304,34 @@ def test_a_given_client_is_used_and_left_open(server):
     assert all(r.authorized for r in server.requests)
 
 
+def test_a_response_that_is_not_json_is_a_parse_error(tmp_path):
+    import http.server
+
+    class Proxy(http.server.BaseHTTPRequestHandler):  # a misconfigured proxy answering HTML
+        def do_GET(self):  # noqa: N802
+            body = b"<html>\n<body>login required</body>\n</html>\n"
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Proxy)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        path = tmp_path / "kubeconfig"
+        path.write_text(json.dumps(kubeconfig_dict(f"http://127.0.0.1:{httpd.server_address[1]}")))
+        with pytest.raises(ParseError, match=r"list services page 1:1: expected a JSON document from the "
+                                             r"Kubernetes API, got '<html>'"):
+            get_endpoint_snapshot(kubeconfig=path)
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
 def test_arguments_are_checked():
     with pytest.raises(ValueError, match="limit must be a positive int"):
         get_endpoint_snapshot(kubeconfig="x", limit=0)
