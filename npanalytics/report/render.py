@@ -178,10 +178,12 @@ _BACKEND_COLUMNS = ("source", "group", "window_start", "backend", "observed", "s
 
 def _skew_view(analysis: Analysis, payload: Mapping[str, Any], figures: bool) -> list[dict[str, Any]]:
     by_port: dict[str, list[dict[str, Any]]] = {}
+    rows_by_port: dict[str, list[dict[str, Any]]] = {}
     for row in payload["skew_summary"]:
         by_port.setdefault(row["service_port_name"], []).append(row)
     for row in payload["skew"]:
         by_port.setdefault(row["service_port_name"], [])
+        rows_by_port.setdefault(row["service_port_name"], []).append(row)
 
     def unevenness(name: str) -> float:
         values = [r["max_mean"] for r in by_port[name] if r["max_mean"] is not None]
@@ -190,7 +192,7 @@ def _skew_view(analysis: Analysis, payload: Mapping[str, Any], figures: bool) ->
     ports = sorted(by_port, key=lambda n: (-unevenness(n), n))
     view = []
     for i, name in enumerate(ports):
-        backends = [r for r in payload["skew"] if r["service_port_name"] == name]
+        backends = rows_by_port.get(name, [])
         figure: Figure | None = None
         if figures and backends and i < MAX_SKEW_FIGURES:
             figure = skew_figure(analysis.skew, analysis.skew_summary, name)
