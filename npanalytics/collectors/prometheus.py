@@ -470,9 +470,9 @@ def _parse_fast(name: str, body: bytes) -> _Parsed | None:
     """Read a matrix document in Prometheus's compact form; None when it is not in it.
 
     The ``"values":[...]`` arrays are cut out of the bytes and joined into one
-    buffer ``,[t,"v"],[t,"v"]...`` in which every ``]`` becomes a newline: a CSV
-    text with an empty column, ``[t`` and the quoted value, which Arrow's CSV
-    reader parses (exactly, on several threads). Anything unexpected there (an
+    buffer ``,[t,"v"],[t,"v"]...`` in which every ``]`` becomes a newline and
+    every ``[`` a ``0``: a CSV text with an empty column, the time and the quoted
+    value, which Arrow's CSV reader parses (exactly, on several threads). Anything unexpected there (an
     escape, a stray bracket, a number that is not one) makes the CSV reader or
     the checks fail, and the caller falls back to :func:`_parse_slow`.
     """
@@ -487,8 +487,9 @@ def _parse_fast(name: str, body: bytes) -> _Parsed | None:
     if not len(begins):
         return None
     whole = np.frombuffer(body, dtype=np.uint8)
-    closing = np.flatnonzero(whole == ord("]"))
+    closing = _positions(whole, ord("]"))
     pairs = closing[:-1][closing[1:] == closing[:-1] + 1]  # each "]]"
+    del closing
     at = np.searchsorted(pairs, begins)
     if (at >= len(pairs)).any() or (whole[begins] != ord("[")).any():
         return None  # an empty "values":[] or no end
@@ -506,29 +507,35 @@ def _parse_fast(name: str, body: bytes) -> _Parsed | None:
         skeleton = json.loads(b"".join(pieces))
     except ValueError:
         return None
+    del pieces
     text = bytearray(b",")
     text += b",".join(view[begin:end] for begin, end in spans)
     buf = np.frombuffer(text, dtype=np.uint8)
-    row_ends = buf == ord("]")
+    row_end = _positions(buf, ord("]"))
     starts = np.concatenate([[0], np.cumsum(ends - begins + 1)[:-1]]) + 1
-    counts = np.diff(np.searchsorted(np.flatnonzero(row_ends), np.append(starts, len(buf)))).astype(np.int64)
-    np.putmask(buf, row_ends, ord("\n"))
+    counts = np.diff(np.searchsorted(row_end, np.append(starts, len(buf)))).astype(np.int64)
+    row_start = np.empty_like(row_end)
+    row_start[:1], row_start[1:] = 1, row_end[:-1] + 2
+    if not len(row_end) or row_end[-1] != len(buf) - 1 or (buf[row_start] != ord("[")).any() \
+            or (buf[row_start - 1] != ord(",")).any() or text.count(b"[") != len(row_end):
+        return None
+    # ",[t,"v"],[t,"v"]" -> ",0t,"v"\n,0t,"v"\n": rows of an empty column, the time, the value
+    buf[row_end] = ord("\n")
+    buf[row_start] = ord("0")
+    del row_end, row_start, buf
     try:
         table = pcsv.read_csv(pa.py_buffer(text), read_options=_CSV_OPTIONS[0], parse_options=_CSV_OPTIONS[1],
-                              convert_options=_CSV_OPTIONS[2])
+                              convert_options=_CSV_OPTIONS[2], memory_pool=pa.system_memory_pool())
     except (pa.ArrowInvalid, pa.ArrowTypeError):
         return None
-    stamps = table.column("t")
-    if table.num_rows != int(counts.sum()) or pc.max(pc.binary_length(table.column("s"))).as_py() != 0 \
-            or not pc.all(pc.starts_with(stamps, "[")).as_py():
+    del text
+    if table.num_rows != int(counts.sum()):
         return None
-    try:
-        seconds = pc.cast(pc.utf8_slice_codeunits(stamps, 1), pa.float64()).to_numpy(zero_copy_only=False)
-    except (pa.ArrowInvalid, pa.ArrowTypeError):
-        return None
+    seconds = table.column("t").to_numpy()
+    values = table.column("v").to_numpy()
+    del table
     if not np.isfinite(seconds).all():
         return None
-    values = table.column("v").to_numpy()
     # the skeleton must hold exactly the series whose values were cut out, in order
     try:
         parts, metrics = [], []
@@ -551,6 +558,12 @@ def _parse_fast(name: str, body: bytes) -> _Parsed | None:
     return parsed if len(parts) == 1 else _merge([parsed])
 
 
+def _positions(buf: np.ndarray, byte: int, block: int = 1 << 22) -> np.ndarray:
+    """Positions of ``byte`` in ``buf``, found block by block (no mask as large as ``buf``)."""
+    found = [np.flatnonzero(buf[at:at + block] == byte) + at for at in range(0, len(buf), block)]
+    return np.concatenate(found) if found else np.empty(0, dtype=np.int64)
+
+
 def _csv_options() -> tuple[Any, Any, Any]:
     import pyarrow as pa
     import pyarrow.csv as pcsv
@@ -558,7 +571,7 @@ def _csv_options() -> tuple[Any, Any, Any]:
     return (
         pcsv.ReadOptions(column_names=["s", "t", "v"]),
         pcsv.ParseOptions(double_quote=False, newlines_in_values=False),
-        pcsv.ConvertOptions(column_types={"s": pa.string(), "t": pa.string(), "v": pa.float64()},
+        pcsv.ConvertOptions(column_types={"t": pa.float64(), "v": pa.float64()}, include_columns=["t", "v"],
                             null_values=[], strings_can_be_null=False, quoted_strings_can_be_null=False),
     )
 
@@ -620,7 +633,8 @@ def _frame(parsed: _Parsed) -> pd.DataFrame:
     if n == 0:
         frame = empty_frame("prom_samples")
     else:
-        stamps = pd.to_datetime(parsed.ms, unit="ms", utc=True).as_unit("ns")
+        nanoseconds = (parsed.ms * 1_000_000).view("datetime64[ns]")
+        stamps = pd.DatetimeIndex(nanoseconds, copy=False).tz_localize("UTC")
         data: dict[str, Any] = {"timestamp": stamps, "value": parsed.values}
         names = sorted({k for m in parsed.metrics for k in m}, key=lambda k: (k != "__name__", k))
         for label in names:
@@ -628,7 +642,7 @@ def _frame(parsed: _Parsed) -> pd.DataFrame:
             codes = np.repeat(per_series.cat.codes.to_numpy(), parsed.counts)
             data[LABEL_RENAMES.get(label, label)] = pd.Categorical.from_codes(
                 codes, categories=per_series.cat.categories)
-        frame = pd.DataFrame(data)
+        frame = pd.DataFrame(data, copy=False)
     frame.attrs["result_type"] = parsed.result_type
     frame.attrs["warnings"] = list(parsed.warnings)
     frame.attrs["infos"] = list(parsed.infos)
