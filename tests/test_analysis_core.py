@@ -197,3 +197,16 @@ def test_empty_input_gives_empty_results_with_their_columns():
         assert list(frame.columns) == [c.name for c in SCHEMAS[kind].columns if c.required]
     assert a.sections["load"].empty
     validate_frame(a.sections["load"], "backend_load")
+
+
+def test_skew_the_configuration_does_not_explain_is_flagged_for_investigation():
+    ds = npanalytics.load_dataset("etp-cluster-spread")
+    frames = dict(ds.frames)
+    flows = frames["conntrack_flows"]
+    to_web3 = flows.index[(flows["backend_ip"].astype(str) == "198.18.65.10") & flows["is_node_port"]]
+    frames["conntrack_flows"] = flows.drop(to_web3[: len(to_web3) // 2])  # half of web-3's connections vanish
+    a = analyze(frames, n_boot=50)
+    assert "unexplained-skew" in _codes(a)
+    row = a.findings[a.findings["code"] == "unexplained-skew"].iloc[0]
+    assert row["severity"] == "warning" and "conntrack" in row["evidence"] and "p=" in row["evidence"]
+    assert "investigate" in row["what"]

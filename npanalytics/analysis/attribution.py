@@ -212,8 +212,9 @@ def attribute_skew(
         Per Service port: ``{"external_traffic_policy": ..., "session_affinity": ...}``.
     topic_findings : pandas.DataFrame, optional
         Kind ``findings`` from the topic modules: their ``affinity-concentration``,
-        ``long-lived-connections`` and ``stale-conntrack`` findings count as causes
-        (and this function does not repeat them).
+        ``long-lived-connections`` and ``stale-conntrack`` findings count as causes;
+        the first two are not repeated here (``stale-conntrack`` is, Service-wide with
+        its G-tests, beside the diagnostics' per-node findings).
     alpha : float, default :data:`ALPHA`
         Significance level.
 
@@ -250,7 +251,10 @@ def attribute_skew(
             ))
         if "long-lived-connections" not in theirs:
             found.append(_long_lived_fallback(spn, ld, s, alpha))
-        found = [f for f in found if f is not None and f["code"] not in theirs]
+        # the topic modules' affinity and long-lived findings carry the full evidence: not repeated;
+        # stale-conntrack is kept beside the diagnostics' per-node findings, as the Service port's
+        # explanation of its skew (with the G-tests)
+        found = [f for f in found if f is not None and (f["code"] == "stale-conntrack" or f["code"] not in theirs)]
         records += found
         causes += [f["code"] for f in found]
         if not causes:
