@@ -210,3 +210,35 @@ def test_skew_the_configuration_does_not_explain_is_flagged_for_investigation():
     row = a.findings[a.findings["code"] == "unexplained-skew"].iloc[0]
     assert row["severity"] == "warning" and "conntrack" in row["evidence"] and "p=" in row["evidence"]
     assert "investigate" in row["what"]
+
+
+def test_metrics_load_sums_counter_increases_per_pod_across_resets():
+    from npanalytics.analysis.load import metrics_load
+
+    t = pd.to_datetime(["2026-01-01T00:00:00Z", "2026-01-01T00:00:15Z", "2026-01-01T00:00:30Z"])
+    rows = [("web-1", "a", [10, 40, 70]), ("web-1", "b", [5, 2, 12]), ("web-2", "a", [0, 50, 100])]
+    samples = pd.DataFrame({
+        "timestamp": np.concatenate([t] * 3),
+        "value": np.concatenate([np.array(v, dtype="float64") for *_, v in rows]),
+        "__name__": pd.Categorical(["http_requests_total"] * 9),
+        "pod": pd.Categorical(np.repeat([r[0] for r in rows], 3)),
+        "instance": pd.Categorical(np.repeat([r[1] for r in rows], 3)),
+    })
+    load = metrics_load(samples, SPN, metric="http_requests_total")
+    got = dict(zip(load["pod"].astype(str), load["value"]))
+    # web-1: 60 on series a; on b 5 -> 2 is a reset (2 counted) then +10: 12; web-2: 100
+    assert got == {"web-1": 72.0, "web-2": 100.0}
+    assert set(load["source"].astype(str)) == {"metrics"} and set(load["measure"].astype(str)) == {"requests"}
+    with pytest.raises(ValueError, match="no label column 'pod_name'"):
+        metrics_load(samples, SPN, pod_label="pod_name")
+    with pytest.raises(SchemaError, match="prom_samples"):
+        metrics_load(samples.drop(columns=["timestamp"]), SPN)
+
+
+def test_a_topic_module_not_written_yet_is_reported_missing(monkeypatch):
+    import importlib
+
+    analyze_module = importlib.import_module("npanalytics.analysis.analyze")  # the function shadows the module
+    monkeypatch.setattr(analyze_module, "TOPICS", (("future", "no_such_topic", "future_section"),))
+    a = analyze_module.analyze(npanalytics.load_dataset("node-sample"), n_boot=20)
+    assert a.missing["future"] == "not available yet: npanalytics.analysis.no_such_topic.future_section"

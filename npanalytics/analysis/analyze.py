@@ -37,6 +37,7 @@ from .load import (
     concat_frames,
     conntrack_load,
     ground_truth_load,
+    metrics_load,
     node_path,
     rules_load,
     topology_from_recording,
@@ -55,6 +56,10 @@ TOPICS = (
 """``(section name, module of npanalytics.analysis, function)`` of each topic. Each
 function takes the frames by name and returns ``(section or None, findings, missing
 reason or None)``."""
+
+REQUEST_METRICS = "request_metrics"
+"""Name of an optional ``prom_samples`` frame: a per-pod request counter (label ``pod``),
+read as the ``metrics`` source (:func:`~npanalytics.analysis.load.metrics_load`)."""
 
 DIAGNOSTICS = ("diagnostics", "diagnose")
 """``(module, function)`` of the diagnostics: ``diagnose(frames) -> findings``."""
@@ -185,7 +190,8 @@ def analyze(dataset: Dataset | Mapping[str, pd.DataFrame], *, n_boot: int = 1000
         A dataset (:func:`npanalytics.load_dataset`) or frames by kind name
         (``conntrack_flows``, ``proxy_services``, ``proxy_endpoints``,
         ``ground_truth``, ``k8s_services``, ``k8s_endpoints``, ``k8s_pods``,
-        ``k8s_nodes``, ...).
+        ``k8s_nodes``, and ``request_metrics`` (kind ``prom_samples``, a per-pod
+        request counter), ...).
     n_boot, seed : int
         Bootstrap replicates and seed of the share intervals.
     alpha : float
@@ -279,6 +285,9 @@ def analyze(dataset: Dataset | Mapping[str, pd.DataFrame], *, n_boot: int = 1000
             for i, (w0, w1) in enumerate(windows):
                 piece = _gt_window(snaps[i], snaps[i - 1] if i else None)
                 loads.append(ground_truth_load(piece, spn, labels=labels, window_start=w0, window_end=w1))
+    requests = frames.get(REQUEST_METRICS)
+    if requests is not None and kinds.get(REQUEST_METRICS) == "prom_samples" and spn is not None:
+        loads.append(metrics_load(requests, spn, labels=labels))
     load = concat_frames(loads, "backend_load")
     selection = concat_frames(selections, "endpoint_selection")
     if selection.empty:

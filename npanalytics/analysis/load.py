@@ -16,6 +16,8 @@ Sources
   connection's first packet).
 - ``ground_truth`` (:func:`ground_truth_load`): what the lab's pods counted themselves
   (requests and connections).
+- ``metrics`` (:func:`metrics_load`): a per-pod request counter scraped by Prometheus
+  (the increase of each series over the window, counter resets handled).
 
 Backends are labelled with pod, node and zone through :func:`backend_labels` (from
 EndpointSlices, pods and nodes, or the lab's recorded topology,
@@ -39,6 +41,7 @@ __all__ = [
     "concat_frames",
     "conntrack_load",
     "ground_truth_load",
+    "metrics_load",
     "node_path",
     "rules_load",
     "topology_from_recording",
@@ -448,6 +451,77 @@ def ground_truth_load(
     long = long.assign(service_port_name=service_port_name, entry_node=None, programmed=None,
                        source="ground_truth", window_start=window_start, window_end=window_end)
     return _load_frame(long)
+
+
+def metrics_load(
+    samples: pd.DataFrame,
+    service_port_name: str,
+    *,
+    metric: str | None = None,
+    pod_label: str = "pod",
+    labels: pd.DataFrame | None = None,
+    window_start: pd.Timestamp | None = None,
+    window_end: pd.Timestamp | None = None,
+) -> pd.DataFrame:
+    """Requests per pod from a request counter (e.g. ``http_requests_total``) per pod.
+
+    Parameters
+    ----------
+    samples : pandas.DataFrame
+        Kind ``prom_samples`` of a counter, with a label column naming the pod.
+    service_port_name : str
+        The Service port the pods serve.
+    metric : str, optional
+        Keep only samples whose ``__name__`` is this.
+    pod_label : str, default "pod"
+        The label column that names the pod.
+    labels : pandas.DataFrame, optional
+        From :func:`backend_labels`.
+    window_start, window_end : pandas.Timestamp, optional
+        Only samples in ``[window_start, window_end]`` count.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Kind ``backend_load`` with source ``metrics`` and measure ``requests``: per pod,
+        the sum over its series of the counter's increase (a drop is a reset: the
+        value after it counts from zero, as Prometheus' ``increase`` reads it).
+
+    Raises
+    ------
+    ValueError
+        When ``pod_label`` is not a column of ``samples``.
+    """
+    validate_frame(samples, "prom_samples")
+    if pod_label not in samples.columns:
+        raise ValueError(f"pod_label: the samples have no label column {pod_label!r}; "
+                         f"they have {sorted(c for c in samples.columns if c not in ('timestamp', 'value'))}")
+    df = samples
+    if metric is not None and "__name__" in df.columns:
+        df = df[df["__name__"].astype("str") == metric]
+    if window_start is not None and pd.notna(window_start):
+        df = df[df["timestamp"] >= window_start]
+    if window_end is not None and pd.notna(window_end):
+        df = df[df["timestamp"] <= window_end]
+    df = df[df[pod_label].notna() & df["value"].notna()]
+    if df.empty:
+        return empty_frame("backend_load")
+    series = [c for c in df.columns if c not in ("timestamp", "value")]
+    df = df.astype({c: "str" for c in series}).sort_values([*series, "timestamp"], kind="stable")
+    step = df.groupby(series, sort=False)["value"].diff()
+    step = step.where(step.isna() | (step >= 0), df["value"])  # a reset: the new value is the increase
+    per = step.fillna(0.0).groupby(df[pod_label]).sum().rename("value").reset_index()
+    per = per.rename(columns={pod_label: "pod"})
+    if labels is not None and len(labels):
+        lab = labels.dropna(subset=["pod"]).drop_duplicates("pod").set_index("pod")
+        per["endpoint_ip"] = per["pod"].map(lab["endpoint_ip"])
+        per["node"] = per["pod"].map(lab["node"])
+        per["zone"] = per["pod"].map(lab["zone"])
+    else:
+        per = per.assign(endpoint_ip=None, node=None, zone=None)
+    per = per.assign(service_port_name=service_port_name, entry_node=None, programmed=None, source="metrics",
+                     measure="requests", window_start=window_start, window_end=window_end)
+    return _load_frame(per)
 
 
 def node_path(
