@@ -242,3 +242,28 @@ def test_a_topic_module_not_written_yet_is_reported_missing(monkeypatch):
     monkeypatch.setattr(analyze_module, "TOPICS", (("future", "no_such_topic", "future_section"),))
     a = analyze_module.analyze(npanalytics.load_dataset("node-sample"), n_boot=20)
     assert a.missing["future"] == "not available yet: npanalytics.analysis.no_such_topic.future_section"
+
+
+def _from_api_objects(name: str) -> dict[str, pd.DataFrame]:
+    """A scenario's flows and pod counts with its Kubernetes objects in place of the rules."""
+    from npanalytics.collectors.k8s import read_k8s_objects
+
+    ds = npanalytics.load_dataset(name)
+    snap = read_k8s_objects(b"".join(ds.raw[f"raw/k8s/{k}.json"] for k in ("services", "endpointslices", "pods", "nodes")))
+    return {"conntrack_flows": ds["conntrack_flows"], "proxy_services": ds["proxy_services"],
+            "ground_truth": ds["ground_truth"], "k8s_services": snap.services, "k8s_endpoints": snap.endpoints,
+            "k8s_pods": snap.pods, "k8s_nodes": snap.nodes}
+
+
+@pytest.mark.parametrize(("name", "cause"), [("etp-local-uneven", "etp-local-topology"),
+                                             ("endpoint-removed-stale", "stale-conntrack")])
+def test_the_spec_model_from_api_objects_names_the_same_causes(name, cause):
+    a = analyze(_from_api_objects(name), n_boot=50)
+    assert "model" not in a.missing
+    summary = a.skew_summary[(a.skew_summary["group"] == "endpoint") & (a.skew_summary["source"] == "conntrack")]
+    assert summary["model"].str.contains("over ready endpoints").all()
+    assert cause in _codes(a) and "unexplained-skew" not in _codes(a)
+    if name == "etp-local-uneven":
+        assert (summary["p_value"] > 0.01).all()
+    else:  # the final objects no longer have web-3: its connections reject the model and are stale
+        assert (summary["p_value"] < 0.01).all()

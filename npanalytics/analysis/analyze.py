@@ -162,6 +162,23 @@ def _affinity_pinned(services: pd.DataFrame | None) -> list[str]:
     return sorted(pinned["service_port_name"].dropna().astype("str").unique())
 
 
+def _programmed_from_selection(load: pd.DataFrame, selection: pd.DataFrame) -> pd.DataFrame:
+    """Without rules: a backend is programmed when the spec's final selection has it for the entry node."""
+    final = selection[selection["window_start"].isna()]
+    chosen = set(zip(final["service_port_name"].astype("str"), final["entry_node"].astype("str"),
+                     final["endpoint_ip"].astype("str")))
+    unknown = load["programmed"].isna() & load["entry_node"].notna()
+    if not unknown.any():
+        return load
+    out = load.copy()
+    out.loc[unknown, "programmed"] = [
+        (str(s), str(n), str(ip)) in chosen
+        for s, n, ip in zip(out.loc[unknown, "service_port_name"], out.loc[unknown, "entry_node"],
+                            out.loc[unknown, "endpoint_ip"])
+    ]
+    return validate_frame(out, "backend_load")
+
+
 def _whole_recording(per_window: pd.DataFrame, final_rules: pd.DataFrame) -> pd.DataFrame:
     """Rule counters of all windows summed into the whole recording (window NaT).
 
@@ -292,6 +309,8 @@ def analyze(dataset: Dataset | Mapping[str, pd.DataFrame], *, n_boot: int = 1000
     selection = concat_frames(selections, "endpoint_selection")
     if selection.empty:
         missing["model"] = _HOW["model"]
+    elif endpoints is None:
+        load = _programmed_from_selection(load, selection)
     result.sections["load"] = load
 
     if flows is not None and services is not None:
