@@ -18,7 +18,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
 
 from ..analysis.result import SEVERITIES, Analysis
 from ._figures import Figure, section_figure, skew_figure
