@@ -267,3 +267,14 @@ def test_the_spec_model_from_api_objects_names_the_same_causes(name, cause):
         assert (summary["p_value"] > 0.01).all()
     else:  # the final objects no longer have web-3: its connections reject the model and are stale
         assert (summary["p_value"] < 0.01).all()
+
+
+def test_frames_by_name_include_the_event_windows():
+    ds = npanalytics.load_dataset("keepalive-scale-up")
+    by_name = analyze(dict(ds.frames), n_boot=20)
+    # without the recording there are no event times: only the whole recording, still from all sources
+    assert by_name.skew_summary["window_start"].isna().all()
+    bad = dict(ds.frames)
+    bad["proxy_endpoints_before_event_1"] = bad["proxy_endpoints_before_event_1"].drop(columns=["probability"])
+    with pytest.raises(SchemaError, match="proxy_endpoints"):
+        analyze(bad)

@@ -23,13 +23,14 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import re
 from collections.abc import Mapping
 from typing import Any, Callable
 
 import pandas as pd
 
 from ..datasets import Dataset
-from ..schemas import empty_frame, validate_frame
+from ..schemas import SCHEMAS, empty_frame, validate_frame
 from .attribution import ALPHA, attribute_skew, sort_findings
 from .expected import client_node_mix, expected_shares, selection_from_rules, selection_from_spec
 from .load import (
@@ -79,6 +80,17 @@ _HOW = {
              "Services with their EndpointSlices and nodes",
     "node_path": "the NodePort path needs conntrack flows of every node (with a node column) and the rules",
 }
+
+
+_EVENT_FRAME = re.compile(r"^(?P<kind>[a-z0-9_]+?)_(?:before|after)_event_\d+$")
+
+
+def _kind_of(name: str) -> str | None:
+    """The kind of a frame given by name: the name itself, or a lab event frame's base kind."""
+    if name in SCHEMAS:
+        return name
+    m = _EVENT_FRAME.match(name)
+    return m.group("kind") if m and m.group("kind") in SCHEMAS else None
 
 
 def _topic(module: str, function: str) -> Callable[..., Any] | None:
@@ -229,10 +241,11 @@ def analyze(dataset: Dataset | Mapping[str, pd.DataFrame], *, n_boot: int = 1000
         problem).
     """
     frames: Mapping[str, pd.DataFrame] = dataset.frames if isinstance(dataset, Dataset) else dataset
-    kinds = dataset.kinds if isinstance(dataset, Dataset) else {k: k for k in frames}
+    kinds = dataset.kinds if isinstance(dataset, Dataset) else {k: _kind_of(k) for k in frames}
     recording = dataset.recording if isinstance(dataset, Dataset) else {}
     for name, df in frames.items():
-        validate_frame(df, kinds[name])
+        if kinds.get(name) is not None:  # frames of no known kind are not used
+            validate_frame(df, kinds[name])
     result = Analysis(provenance=_provenance(dataset))
     missing = result.missing
 

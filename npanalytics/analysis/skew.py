@@ -233,6 +233,14 @@ def g_test(
     ngroups : int
         Number of groups.
 
+    Notes
+    -----
+    The degrees of freedom are (categories - 1). When the expected shares were
+    weighted by a client-to-node mix measured from the same counts (per-node totals
+    fixed by the data), the exact test would have fewer degrees of freedom (the sum
+    over nodes of their endpoints - 1), so the p-value given here is conservative
+    (larger): it may miss a deviation, never invent one.
+
     Returns
     -------
     statistic, p_value : numpy.ndarray
