@@ -167,6 +167,25 @@ def test_object_without_a_name_names_the_item_line():
         read_k8s_objects(DATA / "broken-no-name.yaml")
 
 
+def test_json_items_are_named_by_their_line():
+    good = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "ok-1"}}
+    bad = {"apiVersion": "v1", "kind": "Pod", "metadata": {"namespace": "default"}}
+    text = json.dumps({"apiVersion": "v1", "items": [good, bad], "kind": "List",
+                       "metadata": {"resourceVersion": ""}}, indent=4, sort_keys=True) + "\n"
+    line = text.splitlines().index("        {", 10) + 1  # where kubectl starts the second item
+    assert line > 3
+    with pytest.raises(ParseError, match=rf"<string>:{line}: expected a Pod with metadata\.name at items\[1\]"):
+        read_k8s_objects(text)
+    # the walk over the top level gives what json.loads gives
+    from npanalytics.collectors.k8s import _json_documents
+
+    whole = (DATA / "cluster.json").read_text()
+    ((first, data, item_lines),) = list(_json_documents(whole, "cluster.json"))
+    assert data == json.loads(whole) and first == 1
+    lines = whole.splitlines()
+    assert [lines[n - 1] for n in item_lines] == ["        {"] * len(data["items"])
+
+
 def test_other_kinds_raise_or_are_skipped_with_a_note():
     with pytest.raises(ParseError, match=r"broken-configmap\.yaml:7: expected one of Service, .* got \"kind 'ConfigMap'\""):
         read_k8s_objects(DATA / "broken-configmap.yaml")

@@ -1137,24 +1137,86 @@ def _yaml_documents(text: str, name: str) -> Iterator[tuple[int, Any, list[int]]
         loader.dispose()
 
 
-def _json_documents(text: str, name: str) -> Iterator[tuple[int, Any, list[int]]]:
-    """(line of the document, data, []) per JSON document (several may follow each other)."""
-    decoder = json.JSONDecoder()
-    pos = 0
+_WHITESPACE = " \t\n\r"
+
+
+def _skip(text: str, pos: int) -> int:
+    while pos < len(text) and text[pos] in _WHITESPACE:
+        pos += 1
+    return pos
+
+
+def _expect(text: str, pos: int, chars: str, what: str) -> str:
+    if pos >= len(text) or text[pos] not in chars:
+        raise json.JSONDecodeError(f"Expecting {what}", text, pos)
+    return text[pos]
+
+
+def _json_object(decoder: json.JSONDecoder, text: str, pos: int) -> tuple[Any, int, list[int]]:
+    """Decode the JSON value at ``pos``; for an object, also the offsets of its ``items`` entries.
+
+    Each member value is decoded by the C decoder (``raw_decode``); only the top
+    level is walked here, so that an error in a List item can name its line.
+    """
+    if text[pos] != "{":
+        value, end = decoder.raw_decode(text, pos)
+        return value, end, []
+    obj: dict[str, Any] = {}
+    offsets: list[int] = []
+    pos = _skip(text, pos + 1)
+    if pos < len(text) and text[pos] == "}":
+        return obj, pos + 1, offsets
     while True:
-        while pos < len(text) and text[pos].isspace():
-            pos += 1
-        if pos >= len(text):
-            return
-        lineno = text.count("\n", 0, pos) + 1
+        _expect(text, pos, '"', "property name enclosed in double quotes")
+        key, pos = decoder.raw_decode(text, pos)
+        pos = _skip(text, pos)
+        _expect(text, pos, ":", "':' delimiter")
+        pos = _skip(text, pos + 1)
+        if key == "items" and pos < len(text) and text[pos] == "[":
+            value, offsets = [], []
+            pos = _skip(text, pos + 1)
+            if pos < len(text) and text[pos] == "]":
+                pos += 1
+            else:
+                while True:
+                    offsets.append(pos)
+                    item, pos = decoder.raw_decode(text, pos)
+                    value.append(item)
+                    pos = _skip(text, pos)
+                    if _expect(text, pos, ",]", "',' delimiter") == "]":
+                        pos += 1
+                        break
+                    pos = _skip(text, pos + 1)
+        else:
+            value, pos = decoder.raw_decode(text, pos)
+        obj[key] = value
+        pos = _skip(text, pos)
+        if _expect(text, pos, ",}", "',' delimiter") == "}":
+            return obj, pos + 1, offsets
+        pos = _skip(text, pos + 1)
+
+
+def _json_documents(text: str, name: str) -> Iterator[tuple[int, Any, list[int]]]:
+    """(line of the document, data, line of each ``items`` entry) per JSON document.
+
+    Several documents may follow each other (concatenated ``kubectl -o json`` outputs).
+    """
+    decoder = json.JSONDecoder()
+    pos, line, counted = _skip(text, 0), 1, 0
+    while pos < len(text):
         try:
-            data, end = decoder.raw_decode(text, pos)
+            data, end, offsets = _json_object(decoder, text, pos)
         except json.JSONDecodeError as exc:
             lines = text.splitlines()
-            line = lines[exc.lineno - 1] if 0 < exc.lineno <= len(lines) else ""
-            raise ParseError(name, exc.lineno, f"valid JSON ({exc.msg} at column {exc.colno})", line) from None
-        yield lineno, data, []
-        pos = end
+            found = lines[exc.lineno - 1] if 0 < exc.lineno <= len(lines) else ""
+            raise ParseError(name, exc.lineno, f"valid JSON ({exc.msg} at column {exc.colno})", found) from None
+        item_lines = []
+        for offset in [pos, *offsets]:  # line numbers, counting newlines once overall
+            line += text.count("\n", counted, offset)
+            counted = offset
+            item_lines.append(line)
+        yield item_lines[0], data, item_lines[1:]
+        pos = _skip(text, end)
 
 
 def read_k8s_objects(source: Source, *, ignore_other_kinds: bool = False,
@@ -1189,10 +1251,10 @@ def read_k8s_objects(source: Source, *, ignore_other_kinds: bool = False,
     Raises
     ------
     ParseError
-        Naming the source and the line (of the document, or of the List item in
-        YAML; JSON items are named by their index): invalid JSON/YAML, a
-        document that is not an object or List, an object of another kind, or
-        an object missing what every object of its kind has (``metadata.name``...).
+        Naming the source, the line (of the document, or of the List item)
+        and the item's index: invalid JSON/YAML, a document that is not an
+        object or List, an object of another kind, or an object missing what
+        every object of its kind has (``metadata.name``...).
 
     Notes
     -----
