@@ -295,8 +295,8 @@ def analyze(dataset: Dataset | Mapping[str, pd.DataFrame], *, n_boot: int = 1000
             loads.append(_whole_recording(concat_frames(per_window, "backend_load"), endpoints))
         else:
             loads.append(rules_load(counted[-1], labels=labels))
-        if not any(len(x) and (x["source"] == "rules").any() for x in loads):
-            missing["rules"] = _HOW["rules"]
+        if not pinned and not any(len(x) and (x["source"] == "rules").any() for x in loads):
+            missing["rules"] = _HOW["rules"]  # dumped without counters
         if services is not None:
             selections.append(selection_from_rules(endpoints, services))
             for f, (w0, _) in zip(rules_frames, windows):
