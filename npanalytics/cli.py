@@ -148,7 +148,11 @@ def _build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; return the exit status (0 ok, 1 findings, 2 errors)."""
+    """Run the command line; return the exit status (0 ok, 1 findings, 2 errors).
+
+    ``report`` tells bad data (3), unreachable live sources (4) and unwritable output (5)
+    apart: see :mod:`npanalytics.report.cli`.
+    """
     parser = _build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
