@@ -398,3 +398,11 @@ def test_templates_ship_in_the_wheel(tmp_path):
     module_file, first = out.stdout.split("\n", 1)
     assert module_file.startswith(str(site))
     assert first.startswith("<!DOCTYPE html>")
+
+
+def test_a_service_port_without_summary_rows_still_gets_its_figure(tmp_path):
+    analysis = make_analysis(sections=())
+    analysis.skew_summary = analysis.skew_summary.iloc[0:0]
+    paths = render_report(analysis, formats=("html",), out_dir=tmp_path, generated=GENERATED)
+    imgs = [a for t, a in parse(paths["html"]).tags if t == "img"]
+    assert len(imgs) == 1 and "could not be drawn" not in paths["html"].read_text()

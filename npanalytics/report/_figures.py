@@ -94,10 +94,11 @@ def skew_figure(skew: pd.DataFrame, summary: pd.DataFrame, service_port_name: st
     from ..plotting import plot_lorenz, plot_share_vs_expected
 
     window = _window(skew, service_port_name)
+    summarised = (summary["service_port_name"].astype("str") == service_port_name).any()
 
     def paint(axes: list[Any]) -> None:
         plot_share_vs_expected(skew, service_port_name, window_start=window, ax=axes[0])
-        plot_lorenz(skew, service_port_name, summary=summary if len(summary) else None,
+        plot_lorenz(skew, service_port_name, summary=summary if summarised else None,
                     window_start=window, ax=axes[1])
 
     title = f"{service_port_name}: observed share against the expected distribution"
