@@ -267,6 +267,11 @@ def collect(
     if end_at < start_at:
         raise ValueError(f"end ({end_at.isoformat()}) is before start ({start_at.isoformat()})")
     chosen = _check_queries(queries, default_queries) if prometheus is not None else {}
+    if kubeconfig is not None:
+        k8s_names = ["k8s_services", "k8s_endpoints", "k8s_pods", "k8s_nodes", "endpoint_churn"]
+        taken = [n for n in k8s_names if n in chosen]
+        if taken:
+            raise ValueError(f"query name(s) {taken} are taken: the Kubernetes frames are called so")
     step = DEFAULT_STEP if step is None else step
     prom = prometheus
     if isinstance(prometheus, str):
@@ -347,9 +352,6 @@ def _add_kubernetes(
 
     from .collectors.k8s import SNAPSHOT_KINDS, get_endpoint_snapshot, watch_endpoints
 
-    taken = [kind for kind in [*SNAPSHOT_KINDS.values(), "endpoint_churn"] if kind in frames]
-    if taken:
-        raise ValueError(f"frame name(s) {taken} are taken by queries; the Kubernetes frames need them")
     snapshot = get_endpoint_snapshot(kubeconfig=kubeconfig, context=context)
     # which list pages each frame is read from ("endpoints": slices, or the legacy objects)
     resources = {"services": ("services",), "endpoints": ("endpointslices", "endpoints"),

@@ -101,3 +101,53 @@ def test_collect_needs_a_source(tmp_path):
         collect(tmp_path / "x")
     with pytest.raises(ValueError, match="watch_seconds needs kubeconfig"):
         collect(tmp_path / "x", prometheus="http://127.0.0.1:1", watch_seconds=3)
+
+
+@pytest.fixture
+def prometheus_stub():
+    """A stand-in Prometheus answering every range query with an empty matrix (records the queries)."""
+    import http.server
+    import threading
+    import urllib.parse
+
+    seen = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802
+            seen.append(urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query)["query"][0])
+            body = json.dumps({"status": "success", "data": {"resultType": "matrix", "result": []}}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    httpd.seen = seen
+    yield httpd
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def test_collect_prometheus_and_kubernetes_together(tmp_path, prometheus_stub):
+    url = f"http://127.0.0.1:{prometheus_stub.server_address[1]}"
+    with LabApiServer(load_scenario("two-nodes-local")) as srv:
+        config = srv.write_kubeconfig(tmp_path / "kubeconfig")
+        ds = collect(tmp_path / "both", prometheus=url, queries={"up": "up"}, default_queries=False,
+                     kubeconfig=config, start=0, end=60, step=15, progress=False)
+        with pytest.raises(ValueError, match=r"query name\(s\) \['k8s_pods'\] are taken"):
+            collect(tmp_path / "clash", prometheus=url, queries={"k8s_pods": "up"}, default_queries=False,
+                    kubeconfig=config, start=0, end=60, step=15, progress=False)
+    assert ds.kinds == {"up": "prom_samples", **{k: k for k in K8S_FRAMES}}
+    assert prometheus_stub.seen == ["up"]  # the clash is found before any query
+    assert ds.recording["prometheus_url"] == url and ds.recording["kubernetes"]["server"] == srv.url
+    assert ds.description.startswith("Prometheus series from")
+    loaded = load_dataset(tmp_path / "both")
+    for frame in loaded.frames:
+        same_rows(loaded.rederive(frame), loaded.frames[frame])
+    assert not (tmp_path / "clash").exists()
