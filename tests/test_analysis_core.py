@@ -278,3 +278,10 @@ def test_frames_by_name_include_the_event_windows():
     bad["proxy_endpoints_before_event_1"] = bad["proxy_endpoints_before_event_1"].drop(columns=["probability"])
     with pytest.raises(SchemaError, match="proxy_endpoints"):
         analyze(bad)
+
+
+def test_a_removed_pod_without_load_is_no_backend_of_the_later_window(results):
+    s = results["endpoint-removed-stale"].skew_summary
+    later = s[s["window_start"].notna() & (s["group"] == "pod")].sort_values("window_start").groupby(
+        "source", observed=True).last()
+    assert (later["backends"] == 2).all() and (later["max_mean"] < 1.05).all()

@@ -313,6 +313,8 @@ def _grouped_rows(load: pd.DataFrame, expected: pd.DataFrame | None, group: str)
     else:
         rows = obs.assign(expected_share=np.nan)
     rows["observed"] = rows["observed"].fillna(0.0)
+    # a backend with no load that the model gives nothing could not receive load: not a backend here
+    rows = rows[~((rows["observed"] == 0) & (rows["expected_share"] == 0))]
     return rows.rename(columns={col: "backend"}).assign(group=group)
 
 
