@@ -216,3 +216,10 @@ def test_only_newline_ends_a_line():
     assert frame["x"].tolist()[0] == "p\u2028q\x1er" and len(frame) == 2
     with pytest.raises(ParseError, match=r"<string>:3: expected"):
         read_metrics_text('a{x="\u2028"} 1\nb 2\nc{ 3\n', at=AT)
+
+
+def test_labels_named_like_the_frame_columns():
+    frame = read_metrics_text('a{value="v",timestamp="t",x="1"} 1\nb{x="2"} 2\n', at=AT)
+    assert list(frame.columns) == ["timestamp", "value", "__name__", "value_label", "timestamp_label", "x"]
+    assert frame["value_label"].tolist()[0] == "v" and pd.isna(frame["value_label"].tolist()[1])
+    assert frame["value"].tolist() == [1.0, 2.0]

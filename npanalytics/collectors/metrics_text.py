@@ -41,6 +41,7 @@ import pandas as pd
 
 from ..exceptions import CollectorError, ParseError
 from ..schemas import empty_frame, schema_table, validate_frame
+from .prometheus import LABEL_RENAMES
 from ._source import BadLines, OnBadLine, Source, check_on_bad_line, read_source_bytes
 
 __all__ = ["read_metrics_text", "samples_frame"]
@@ -127,24 +128,30 @@ def _sample_lines(lines: list[str]) -> int:
     return sum(1 for line in lines if line.strip() and not line.lstrip().startswith("#"))
 
 
+Chunk = tuple[list[str], list[dict[str, str]], list[float], list[int | None]]
+"""Samples of one family: names, label dicts, values, timestamps in ns (None: none written)."""
+
+
 def _parse(name: str, fmt: str, lines: list[str], linenos: list[int], all_lines: list[str],
-           family_lines: dict[str, int]) -> list[tuple[str, dict[str, str], float, int | None]]:
+           family_lines: dict[str, int]) -> list[Chunk]:
     text_parser, om_parser = _parsers()
     feed = _Lines(lines, linenos)
     module = text_parser if fmt == "text" else om_parser
     counters_written_bare = {m.group(1) for line in lines if (m := _COUNTER_TYPE.match(line))
                              and not m.group(1).endswith("_total")}
-    out = []
+    out: list[Chunk] = []
     try:
         for family in module.text_fd_to_metric_families(feed):
             bare = fmt == "text" and family.type == "counter" and family.name in counters_written_bare
+            names, labels, values, stamps = [], [], [], []
             for sample in family.samples:
                 if sample.value is None or getattr(sample, "native_histogram", None) is not None:
                     raise ValueError(f"native histograms are not supported: {family.name}")
-                sample_name = sample.name
-                if bare and sample_name == family.name + "_total":
-                    sample_name = family.name
-                out.append((sample_name, sample.labels, float(sample.value), _timestamp_ns(sample.timestamp, fmt)))
+                names.append(family.name if bare and sample.name == family.name + "_total" else sample.name)
+                labels.append(sample.labels)
+                values.append(float(sample.value))
+                stamps.append(None if sample.timestamp is None else _timestamp_ns(sample.timestamp, fmt))
+            out.append((names, labels, values, stamps))
     except (ValueError, TypeError, KeyError, IndexError) as exc:
         raise _parse_error(name, fmt, feed, exc, family_lines, all_lines) from None
     return out
@@ -218,26 +225,37 @@ def _utc_ns(at: Any) -> int:
     return stamp.tz_convert("UTC").value
 
 
-def samples_frame(samples: list[tuple[str, dict[str, str], float, int | None]], default_ns: int) -> pd.DataFrame:
-    """Build a ``prom_samples`` frame from ``(name, labels, value, timestamp_ns or None)`` tuples.
+def samples_frame(chunks: list[Chunk], default_ns: int) -> pd.DataFrame:
+    """Build a ``prom_samples`` frame from chunks of samples (one chunk per family).
 
-    Label columns come in order of first appearance; a series without a label has NA there.
+    Label columns come in order of first appearance; a series without a label has NA
+    there. Labels called ``timestamp`` or ``value`` become ``timestamp_label`` /
+    ``value_label``, as in :func:`~npanalytics.collectors.prometheus.get_prometheus_range`.
     """
-    if not samples:
+    chunks = [c for c in chunks if c[0]]
+    if not chunks:
         return empty_frame("prom_samples", optional=True)
-    names, labels, values, stamps = zip(*samples)
-    ns = np.fromiter((default_ns if s is None else s for s in stamps), dtype="int64", count=len(stamps))
+    total = sum(len(c[0]) for c in chunks)
+    stamps = [default_ns if t is None else t for c in chunks for t in c[3]]
     data: dict[str, Any] = {
-        "timestamp": pd.to_datetime(ns, unit="ns", utc=True),
-        "value": np.asarray(values, dtype="float64"),
-        "__name__": pd.Categorical(names),
+        "timestamp": pd.to_datetime(np.asarray(stamps, dtype="int64"), unit="ns", utc=True),
+        "value": np.fromiter((v for c in chunks for v in c[2]), dtype="float64", count=total),
+        "__name__": pd.Categorical([n for c in chunks for n in c[0]]),
     }
-    keys = list(dict.fromkeys(k for lab in labels for k in lab))
+    # one pass per family over its own label names (a family's series share most of them)
+    chunk_keys = [list(dict.fromkeys(k for labels in c[1] for k in labels)) for c in chunks]
+    keys = list(dict.fromkeys(k for ks in chunk_keys for k in ks))
+    columns: dict[str, list[Any]] = {k: [] for k in keys}
+    for chunk, own in zip(chunks, chunk_keys):
+        size = len(chunk[0])
+        for key in own:
+            columns[key].extend(labels.get(key) for labels in chunk[1])
+        for key in keys:
+            if key not in own:
+                columns[key].extend([None] * size)
     for key in keys:
-        if key in data:
-            raise ParseError("<samples>", 0, f"no label called {key!r}", key)
-        column = pd.Series([lab.get(key) for lab in labels], dtype="str")
-        data[key] = column.astype("category")
+        column = LABEL_RENAMES.get(key, key)
+        data[column] = pd.Categorical(columns[key])
     return validate_frame(pd.DataFrame(data), "prom_samples")
 
 
@@ -356,9 +374,10 @@ def _parse_openmetrics(name: str, lines: list[str], linenos: list[int], all_line
     for part_lines, part_linenos in parts:
         samples.extend(_parse(name, "openmetrics", part_lines, part_linenos, all_lines, family_lines))
     expected = _sample_lines(lines)
-    if len(samples) != expected:
+    read = sum(len(chunk[0]) for chunk in samples)
+    if read != expected:
         raise ParseError(name, 0, "every sample line to be read (prometheus_client dropped repeated series)",
-                         f"{len(samples)} of {expected} samples")
+                         f"{read} of {expected} samples")
     return samples
 
 
