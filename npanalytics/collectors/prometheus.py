@@ -39,7 +39,6 @@ import itertools
 import json
 import math
 import numbers
-import re
 import urllib.parse
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -334,7 +333,6 @@ class _Parsed:
     infos: list[str]
 
 
-_VALUES_KEY = re.compile(rb'"values"\s*:\s*\[')
 _FAST_ABOVE_BYTES = 200_000
 _CSV_OPTIONS: Any = None  # pyarrow.csv read, parse and convert options, made on first use
 
@@ -483,21 +481,11 @@ def _parse_fast(name: str, body: bytes) -> _Parsed | None:
     global _CSV_OPTIONS
     if _CSV_OPTIONS is None:
         _CSV_OPTIONS = _csv_options()
-    begins = np.array([m.end() for m in _VALUES_KEY.finditer(body)], dtype=np.int64)
-    if not len(begins):
+    spans = _values_spans(body)
+    if not spans:
         return None
-    whole = np.frombuffer(body, dtype=np.uint8)
-    closing = _positions(whole, ord("]"))
-    pairs = closing[:-1][closing[1:] == closing[:-1] + 1]  # each "]]"
-    del closing
-    at = np.searchsorted(pairs, begins)
-    if (at >= len(pairs)).any() or (whole[begins] != ord("[")).any():
-        return None  # an empty "values":[] or no end
-    ends = pairs[at] + 1  # just past the last sample's "]"
-    if (ends[:-1] >= begins[1:]).any():
-        return None
+    begins, ends = (np.array(x, dtype=np.int64) for x in zip(*spans))
     view = memoryview(body)
-    spans = list(zip(begins.tolist(), ends.tolist()))
     pieces, prev = [], 0
     for begin, end in spans:
         pieces.append(view[prev:begin])
@@ -517,9 +505,10 @@ def _parse_fast(name: str, body: bytes) -> _Parsed | None:
     row_start = np.empty_like(row_end)
     row_start[:1], row_start[1:] = 1, row_end[:-1] + 2
     if not len(row_end) or row_end[-1] != len(buf) - 1 or (buf[row_start] != ord("[")).any() \
-            or (buf[row_start - 1] != ord(",")).any() or text.count(b"[") != len(row_end):
+            or (buf[row_start - 1] != ord(",")).any():
         return None
     # ",[t,"v"],[t,"v"]" -> ",0t,"v"\n,0t,"v"\n": rows of an empty column, the time, the value
+    # (a "[" or "]" anywhere else is inside a time or value, whose parse then fails)
     buf[row_end] = ord("\n")
     buf[row_start] = ord("0")
     del row_end, row_start, buf
@@ -556,6 +545,31 @@ def _parse_fast(name: str, body: bytes) -> _Parsed | None:
     parsed = _Parsed("matrix", metrics, counts, _ms(seconds), values,
                      [w for p in parts for w in p[0]], [i for p in parts for i in p[1]])
     return parsed if len(parts) == 1 else _merge([parsed])
+
+
+_COMPACT_KEY = b'"values":[['
+
+
+def _values_spans(body: bytes) -> list[tuple[int, int]]:
+    """(begin, end) of each non-empty ``"values":[...]`` array's content, compact form only.
+
+    ``begin`` is the first sample's ``[``, ``end`` just past the last sample's ``]``: the
+    last ``]]`` before the next key (a label value holding ``]]`` makes a wrong span,
+    which the checks after reject). Empty when a key is not followed by its end.
+    """
+    keys = []
+    at = body.find(_COMPACT_KEY)
+    while at >= 0:
+        keys.append(at + len(_COMPACT_KEY) - 1)
+        at = body.find(_COMPACT_KEY, at + len(_COMPACT_KEY))
+    spans = []
+    for k, begin in enumerate(keys):
+        limit = keys[k + 1] if k + 1 < len(keys) else len(body)
+        end = body.rfind(b"]]", begin, limit)
+        if end < 0:
+            return []
+        spans.append((begin, end + 1))
+    return spans
 
 
 def _positions(buf: np.ndarray, byte: int, block: int = 1 << 22) -> np.ndarray:
