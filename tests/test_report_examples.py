@@ -86,3 +86,51 @@ def test_the_kubeconfig_uses_the_pods_service_account(objects):
     (cluster,) = config["clusters"]
     assert cluster["cluster"]["server"] == "https://kubernetes.default.svc"
     assert config["current-context"] == config["contexts"][0]["name"]
+
+
+_PRIMITIVES = {"str": str, "int": int, "bool": bool, "float": (int, float), "object": object, "bytes": str,
+               "datetime": str, "date": str}
+_LIST = re.compile(r"^[Ll]ist\[(.+)\]$")  # 'list[V1X]' in older clients, 'List[V1X]' in newer ones
+_DICT = re.compile(r"^(?:dict\(|Dict\[)\w+, (.+)[)\]]$")
+
+
+def _as_model(data, type_name: str, where: str):
+    """Build the kubernetes client's model of ``data``: unknown or mistyped fields fail, naming where."""
+    import kubernetes.client
+
+    if match := _LIST.match(type_name):
+        assert isinstance(data, list), f"{where}: expected a list"
+        return [_as_model(item, match[1], f"{where}[{i}]") for i, item in enumerate(data)]
+    if match := _DICT.match(type_name):
+        assert isinstance(data, dict), f"{where}: expected a mapping"
+        return {k: _as_model(v, match[1], f"{where}.{k}") for k, v in data.items()}
+    if type_name in _PRIMITIVES:
+        assert isinstance(data, _PRIMITIVES[type_name]), f"{where}: expected {type_name}, got {data!r}"
+        return data
+    model = getattr(kubernetes.client, type_name)
+    assert isinstance(data, dict), f"{where}: expected a {type_name} mapping"
+    unknown = set(data) - set(model.attribute_map.values())
+    assert not unknown, f"{where}: fields {sorted(unknown)} are not in {type_name}"
+    kwargs = {attr: _as_model(data[key], model.openapi_types[attr], f"{where}.{key}")
+              for attr, key in model.attribute_map.items() if key in data}
+    return model(**kwargs)  # the client checks required fields and enums
+
+
+def test_every_object_follows_the_kubernetes_api_schema(objects):
+    """Each object builds the official client's model: no unknown field, no wrong type, no missing required one."""
+    for kind, obj in objects.items():
+        _as_model(obj, f"V1{kind}", kind)
+
+
+def test_the_schema_check_catches_a_misplaced_field(objects):
+    import copy
+
+    broken = copy.deepcopy(objects["CronJob"])
+    container = broken["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]
+    container["volumeMount"] = container.pop("volumeMounts")  # a typo kubectl would reject
+    with pytest.raises(AssertionError, match=r"containers\[0\]: fields \['volumeMount'\] are not in V1Container"):
+        _as_model(broken, "V1CronJob", "CronJob")
+    broken = copy.deepcopy(objects["CronJob"])
+    del broken["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["name"]
+    with pytest.raises(ValueError, match="name"):
+        _as_model(broken, "V1CronJob", "CronJob")
