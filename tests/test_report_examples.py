@@ -134,3 +134,20 @@ def test_the_schema_check_catches_a_misplaced_field(objects):
     del broken["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["name"]
     with pytest.raises(ValueError, match="name"):
         _as_model(broken, "V1CronJob", "CronJob")
+
+
+def test_the_kubernetes_client_loads_the_kubeconfig_with_the_token_file(objects, tmp_path):
+    import kubernetes
+
+    token, ca = tmp_path / "token", tmp_path / "ca.crt"
+    token.write_text("pod-token-123")
+    ca.write_text("not checked until a connection is made")
+    text = objects["ConfigMap"]["data"]["kubeconfig"]
+    text = text.replace("/var/run/secrets/kubernetes.io/serviceaccount/token", str(token))
+    text = text.replace("/var/run/secrets/kubernetes.io/serviceaccount/ca.crt", str(ca))
+    (tmp_path / "kubeconfig").write_text(text)
+    configuration = kubernetes.client.Configuration()
+    kubernetes.config.load_kube_config(config_file=str(tmp_path / "kubeconfig"), client_configuration=configuration)
+    assert configuration.host == "https://kubernetes.default.svc"
+    assert "Bearer pod-token-123" in configuration.api_key.values()  # key name differs by client version
+    assert configuration.ssl_ca_cert == str(ca)
