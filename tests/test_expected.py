@@ -120,3 +120,15 @@ def test_expected_shares_weigh_nodes_by_the_mix_over_the_serving_nodes():
     even = expected_shares(sel, keys.iloc[:1])
     assert even["expected_share"].to_list() == pytest.approx([0.25, 0.25, 0.5])
     assert even["model"].str.contains("assumed even").all()
+
+
+def test_selection_from_ipvs_rules_per_scheduler():
+    rules = npanalytics.read_ipvsadm("tests/data/ipvs/list.txt")
+    sel = selection_from_rules(rules.endpoints, rules.services)
+    by_vs = {k: dict(zip(g["endpoint_ip"].astype(str), g["probability"]))
+             for k, g in sel.groupby("service_port_name", observed=True)}
+    assert by_vs["TCP 10.96.12.38:80"] == {"10.244.1.7": 0.5, "10.244.2.9": 0.5}  # lc: as rr (approximation)
+    assert by_vs["TCP 10.96.12.39:80"] == pytest.approx({"10.244.1.8": 0.75, "10.244.2.10": 0.25})  # wrr
+    assert by_vs["TCP 10.96.12.34:80"]["10.244.3.10"] == 0.0  # weight 0: quiesced
+    models = dict(zip(sel["service_port_name"].astype(str), sel["model"]))
+    assert models["TCP 10.96.12.38:80"].startswith("IPVS lc") and models["TCP 10.96.12.39:80"].startswith("IPVS wrr")

@@ -131,7 +131,9 @@ def selection_from_rules(
     -------
     pandas.DataFrame
         Kind ``endpoint_selection``. A node whose chosen chain has no endpoint (it
-        drops or rejects the traffic) has no row.
+        drops or rejects the traffic) has no row. Where the dump cannot name the
+        Service port (``ipvsadm`` output), the virtual server (``"TCP 10.96.0.10:53"``)
+        stands in for it.
     """
     validate_frame(proxy_endpoints, "proxy_endpoints")
     validate_frame(proxy_services, "proxy_services")
@@ -140,13 +142,13 @@ def selection_from_rules(
     policy_col = "external_traffic_policy" if traffic == "external" else "internal_traffic_policy"
     svc = pd.DataFrame({
         "node": _node_of(proxy_services).to_numpy(),
-        "service_port_name": proxy_services["service_port_name"].astype("str").to_numpy(),
+        "service_port_name": _port_key(proxy_services, "svc_chain"),
         "local_policy": (proxy_services[policy_col].astype("str") == "Local").to_numpy(),
         "scheduler": proxy_services["scheduler"].astype("object").to_numpy(),
     }).drop_duplicates(["node", "service_port_name"])
     ep = pd.DataFrame({
         "node": _node_of(proxy_endpoints).to_numpy(),
-        "service_port_name": proxy_endpoints["service_port_name"].astype("str").to_numpy(),
+        "service_port_name": _port_key(proxy_endpoints, "chain"),
         "endpoint_ip": proxy_endpoints["endpoint_ip"].astype("str").to_numpy(),
         "local": proxy_endpoints["local"].to_numpy(dtype=bool),
         "probability": proxy_endpoints["probability"].to_numpy(dtype="float64", na_value=np.nan),
@@ -168,6 +170,12 @@ def selection_from_rules(
             how[g.index] = f"IPVS {sched}"
     chain["model"] = how + np.where(chain["local_policy"], ", Local policy", ", Cluster policy")
     return _selection_frame(chain.assign(window_start=window_start, entry_node=chain["node"]))
+
+
+def _port_key(df: pd.DataFrame, fallback: str) -> np.ndarray:
+    """``service_port_name``, or where a dump cannot name it (ipvsadm), the virtual server."""
+    spn = df["service_port_name"].astype("object")
+    return spn.where(spn.notna(), df[fallback].astype("object")).astype("str").to_numpy()
 
 
 def _node_of(df: pd.DataFrame) -> pd.Series:
