@@ -281,6 +281,8 @@ def test_get_kube_proxy_equals_the_pure_frames(prometheus):
     start, end = pd.Timestamp(t0 + 300, unit="s", tz="UTC"), pd.Timestamp(t0 + 480, unit="s", tz="UTC")
     live = get_kube_proxy(url, start, end, "60s")
     pure = kube_proxy_frames(read_metrics_text(scrapes(t0)))
+    assert live.notes == ["node from the 'instance' label", "quantiles by PromQL over rate windows of 300 s",
+                          "window 300 s"]
     # every evaluation lands on a scrape and the window starts on one: rate() does not extrapolate,
     # so quantiles, rates and means agree exactly
     columns = ["per_second", "mean_seconds", "p50_seconds", "p90_seconds", "p99_seconds"]

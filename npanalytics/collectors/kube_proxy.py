@@ -494,7 +494,7 @@ def get_kube_proxy(prom: Any, start: Any, end: Any, step: Any, *, node_label: st
 
     window_ns = _parse_window(window)
     window_text = f"{window_ns // 1_000_000}ms"
-    notes = [f"node from the {node_label!r} label", f"quantiles by PromQL over rate windows of {window_text}"]
+    notes = [f"node from the {node_label!r} label", f"quantiles by PromQL over rate windows of {window_ns / 1e9:g} s"]
     parts = []
     for metric, family in _HISTOGRAMS.items():
         groups = [(node_label, f"{node_label}, le")]
@@ -534,7 +534,9 @@ def get_kube_proxy(prom: Any, start: Any, end: Any, step: Any, *, node_label: st
     if node_label != "instance" and node_label in raw and "node" not in raw:
         raw = raw.rename(columns={node_label: "node"})
     rest = kube_proxy_frames(raw, window=window, nodes=nodes)
-    return KubeProxy(latency=latency, rule_counts=rest.rule_counts, status=rest.status, notes=notes + rest.notes[1:])
+    histogram_notes = {f"no {family}" for family in _HISTOGRAMS.values()}  # buckets were not fetched raw
+    notes += [n for n in rest.notes if n not in histogram_notes and not n.startswith("node from")]
+    return KubeProxy(latency=latency, rule_counts=rest.rule_counts, status=rest.status, notes=notes)
 
 
 for _function, _kinds in ((kube_proxy_frames, ("proxy_latency", "proxy_rule_counts", "proxy_status")),):
