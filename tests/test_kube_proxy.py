@@ -231,6 +231,8 @@ def test_instances_named_after_their_nodes():
 def test_bad_window():
     with pytest.raises(ValueError, match="window must be a positive duration"):
         kube_proxy_frames(read_metrics_text("a 1\n", at=AT), window="-5m")
+    with pytest.raises(ValueError, match="window must be 'auto', None or a duration"):
+        kube_proxy_frames(read_metrics_text("a 1\n", at=AT), window="atuo")
 
 
 # -- a real Prometheus ------------------------------------------------------------------------

@@ -23,6 +23,10 @@ sync histograms, partial-restore failures); ``ipvs`` when only
 ``..._iptables_restore_failures_total`` is there; NA otherwise (kube-proxy
 1.33+ shows a labelled series only once it was set, so an IPVS proxy without
 restore failures cannot be told apart).
+
+Rule counts exist only in iptables mode (``kubeproxy_sync_proxy_rules_iptables_total``
+and ``_last`` per table): kube-proxy exports no rule or element count for nftables or
+IPVS (KUBE_FACTS §3), so ``rule_counts`` is empty for those nodes.
 """
 
 from __future__ import annotations
@@ -395,7 +399,10 @@ def _rule_rows(data: _Data) -> list[dict[str, Any]]:
 def _parse_window(window: Any) -> int | None:
     if window is None:
         return None
-    delta = pd.Timedelta(window)
+    try:
+        delta = pd.Timedelta(window)
+    except (ValueError, TypeError):
+        raise ValueError(f"window must be 'auto', None or a duration such as '5m', got {window!r}") from None
     if delta <= pd.Timedelta(0):
         raise ValueError(f"window must be a positive duration, got {window!r}")
     return int(delta.value)
