@@ -350,8 +350,10 @@ def test_secrets_reach_no_frame_raw_note_or_log(scenario, tmp_path, caplog):
         path = tmp_path / "kubeconfig"
         path.write_text(json.dumps(config))
         snap = get_endpoint_snapshot(kubeconfig=path, limit=2)
-        threading.Timer(0.2, srv.set_pod_states, args=({"web-1": {"ready": False}},)).start()
+        srv.before_request = lambda record: record.verb == "watch" and srv.events_sent == 0 and \
+            srv.set_pod_states({"web-1": {"ready": False}})
         churn = watch_endpoints(0.8, kubeconfig=path)
+        srv.before_request = None
         srv.forbidden = {("list", "nodes")}
         with pytest.raises(CollectorError) as info:
             get_endpoint_snapshot(kubeconfig=path)
@@ -371,6 +373,14 @@ def _wait_for_watch(srv, count=1, timeout=5.0):
     end = time.monotonic() + timeout
     while srv.open_watches() < count:
         assert time.monotonic() < end, "the collector did not open a watch"
+        time.sleep(0.01)
+
+
+def _wait_for_events(srv, count, timeout=5.0):
+    """Until ``count`` change events were written to watch streams (so the collector has them)."""
+    end = time.monotonic() + timeout
+    while srv.events_sent < count:
+        assert time.monotonic() < end, "the watch did not deliver the change"
         time.sleep(0.01)
 
 
@@ -406,7 +416,7 @@ def test_watch_records_changes_and_resumes_after_a_dropped_connection(server, tm
     thread, result = _in_thread(watch_endpoints, 2.0, kubeconfig=server.kubeconfig, record_to=log)
     _wait_for_watch(server)
     server.set_pod_states({"web-1": {"ready": False}})                       # A: changed
-    time.sleep(0.3)
+    _wait_for_events(server, 1)
     assert server.drop_watches() == 1
     server.set_pod_states({"web-1": {"ready": False}, "web-3": {"present": False}})  # B: removed, while cut
     _wait_for_watch(server)
@@ -445,7 +455,7 @@ def test_watch_relists_after_410(server, tmp_path):
     thread, result = _in_thread(watch_endpoints, 1.5, kubeconfig=server.kubeconfig, record_to=log)
     _wait_for_watch(server)
     server.set_pod_states({"web-2": {"ready": True}})  # A, seen by the watch
-    time.sleep(0.3)
+    _wait_for_events(server, 1)
 
     def while_away(record):
         if record.verb == "watch":
@@ -491,7 +501,7 @@ def test_watch_relists_after_a_410_response(server):
 
 
 def test_watch_gives_up_after_too_many_drops(server):
-    thread, result = _in_thread(watch_endpoints, 3.0, kubeconfig=server.kubeconfig, max_reconnects=1)
+    thread, result = _in_thread(watch_endpoints, 10.0, kubeconfig=server.kubeconfig, max_reconnects=1)
     for _ in range(2):
         _wait_for_watch(server)
         server.drop_watches()

@@ -275,6 +275,9 @@ class LabApiServer:
     ----------
     requests : list of RequestRecord
         Every request answered, in order.
+    events_sent : int
+        ADDED/MODIFIED/DELETED events written to watch streams so far (tests
+        wait on it before cutting a stream, so that the event is known delivered).
     watch_expired_status : bool
         ``False`` (default): a watch from a compacted version gets a 200 stream
         with one ``ERROR`` event carrying the 410 Status (what the watch cache
@@ -309,6 +312,7 @@ class LabApiServer:
         self.requests: list[RequestRecord] = []
         self.before_request: Callable[[RequestRecord], None] | None = None
         self.watch_expired_status = False
+        self.events_sent = 0
         self._cond = threading.Condition()
         self._revision = 1
         self._oldest = 1  # watches from an older revision get 410
@@ -580,6 +584,8 @@ class LabApiServer:
                 for kind, obj in pending:
                     if self._matches(obj, record.namespace, selector):
                         handler.send_event(kind, obj)
+                        with self._cond:
+                            self.events_sent += 1
                 pending = []
                 if stopping or time.monotonic() >= deadline:
                     if bookmarks:
