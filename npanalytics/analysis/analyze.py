@@ -21,6 +21,7 @@ what a user has of a live cluster); per-event windows with the rules of each win
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import importlib.util
 import re
@@ -209,6 +210,128 @@ def _whole_recording(per_window: pd.DataFrame, final_rules: pd.DataFrame) -> pd.
     return concat_frames([whole[per_window.columns]], "backend_load")
 
 
+@dataclasses.dataclass
+class _Inputs:
+    """The frames analyze uses, validated, with the labels and the event windows."""
+
+    frames: Mapping[str, pd.DataFrame]
+    flows: pd.DataFrame | None
+    services: pd.DataFrame | None
+    endpoints: pd.DataFrame | None
+    truth: pd.DataFrame | None
+    k8s: dict[str, pd.DataFrame | None]
+    nodes: pd.DataFrame | None
+    labels: pd.DataFrame
+    windows: list[tuple[pd.Timestamp, pd.Timestamp]]
+
+
+def _inputs(dataset: Dataset | Mapping[str, pd.DataFrame]) -> _Inputs:
+    frames: Mapping[str, pd.DataFrame] = dataset.frames if isinstance(dataset, Dataset) else dataset
+    kinds = dataset.kinds if isinstance(dataset, Dataset) else {k: _kind_of(k) for k in frames}
+    recording = dataset.recording if isinstance(dataset, Dataset) else {}
+    for name, df in frames.items():
+        if kinds.get(name) is not None:  # frames of no known kind are not used
+            validate_frame(df, kinds[name])
+    k8s = {k: _by_kind(frames, kinds, k) for k in ("k8s_services", "k8s_endpoints", "k8s_pods", "k8s_nodes")}
+    pods, nodes = k8s["k8s_pods"], k8s["k8s_nodes"]
+    if pods is None or nodes is None:  # the lab recorded its topology
+        rec_pods, rec_nodes = topology_from_recording(recording)
+        pods = pods if pods is not None else (rec_pods if len(rec_pods) else None)
+        nodes = nodes if nodes is not None else (rec_nodes if len(rec_nodes) else None)
+    events = _events(recording, frames)
+    start = pd.Timestamp(recording["traffic_started_utc"]) if recording.get("traffic_started_utc") else pd.NaT
+    end = pd.Timestamp(recording["traffic_finished_utc"]) if recording.get("traffic_finished_utc") else pd.NaT
+    bounds = [start, *events, end]
+    return _Inputs(
+        frames=frames,
+        flows=_by_kind(frames, kinds, "conntrack_flows"),
+        services=_by_kind(frames, kinds, "proxy_services"),
+        endpoints=_by_kind(frames, kinds, "proxy_endpoints"),
+        truth=_by_kind(frames, kinds, "ground_truth"),
+        k8s=k8s,
+        nodes=nodes,
+        labels=backend_labels(pods, nodes, k8s["k8s_endpoints"]),
+        windows=list(zip(bounds[:-1], bounds[1:])) if events else [],
+    )
+
+
+def _rules(inp: _Inputs, missing: dict[str, str]) -> tuple[list[pd.DataFrame], list[pd.DataFrame]]:
+    """Rule-counter loads (per window and summed) and the rules' endpoint selections."""
+    if inp.endpoints is None:
+        missing["rules"] = _HOW["rules"]
+        return [], []
+    rules_frames = [validate_frame(inp.frames[f"proxy_endpoints_before_event_{k}"], "proxy_endpoints")
+                    for k in range(1, len(inp.windows))] + [inp.endpoints]
+    pinned = _affinity_pinned(inp.services)
+    if pinned:
+        missing["rules_affinity"] = (
+            f"rule counters of {', '.join(pinned)} left out: under ClientIP affinity the counters of the "
+            "random-choice rules count only new affinity choices (returning clients take the "
+            "`recent --rcheck` rules, whose counters the rules readers do not keep)"
+        )
+    counted = [f[~f["service_port_name"].astype("str").isin(pinned)] for f in rules_frames]
+    if inp.windows:
+        loads = [rules_load(f, labels=inp.labels, window_start=w0, window_end=w1)
+                 for f, (w0, w1) in zip(counted, inp.windows)]
+        loads.append(_whole_recording(concat_frames(loads, "backend_load"), inp.endpoints))
+    else:
+        loads = [rules_load(counted[-1], labels=inp.labels)]
+    if not pinned and not any(len(x) for x in loads):
+        missing["rules"] = _HOW["rules"]  # dumped without counters
+    selections = []
+    if inp.services is not None:
+        selections.append(selection_from_rules(inp.endpoints, inp.services))
+        selections += [selection_from_rules(f, inp.services, window_start=w0)
+                       for f, (w0, _) in zip(rules_frames, inp.windows)]
+    return loads, selections
+
+
+def _pods_own_counts(inp: _Inputs) -> list[pd.DataFrame]:
+    """The lab's ground truth (whole recording and per window) and request metrics."""
+    spn = _single_spn(inp.services)
+    if spn is None:
+        return []
+    loads = []
+    if inp.truth is not None:
+        loads.append(ground_truth_load(inp.truth, spn, labels=inp.labels))
+        names = [f"ground_truth_after_event_{k}" for k in range(1, len(inp.windows))]
+        if inp.windows and all(n in inp.frames for n in names):
+            snaps = [validate_frame(inp.frames[n], "ground_truth") for n in names] + [inp.truth]
+            for i, (w0, w1) in enumerate(inp.windows):
+                piece = _gt_window(snaps[i], snaps[i - 1] if i else None)
+                loads.append(ground_truth_load(piece, spn, labels=inp.labels, window_start=w0, window_end=w1))
+    requests = inp.frames.get(REQUEST_METRICS)
+    if requests is not None:
+        loads.append(metrics_load(validate_frame(requests, "prom_samples"), spn, labels=inp.labels))
+    return loads
+
+
+def _topic_sections(frames: Mapping[str, pd.DataFrame], sections: dict[str, pd.DataFrame],
+                    missing: dict[str, str]) -> pd.DataFrame:
+    """Run each topic module present and the diagnostics; fill sections and missing; their findings."""
+    found = [empty_frame("findings")]
+    for section, module, function in TOPICS:
+        fn = _topic(module, function)
+        if fn is None:  # integration point: the module is written in parallel (issue #6)
+            missing[section] = f"not available yet: npanalytics.analysis.{module}.{function}"
+            continue
+        frame, findings, reason = fn(frames)
+        # a topic with several frames (overhead: "overhead" and "overhead_fit") returns dicts by section
+        if isinstance(frame, Mapping):
+            sections.update({k: v for k, v in frame.items() if v is not None})
+        elif frame is not None:
+            sections[section] = frame
+        if isinstance(reason, Mapping):
+            missing.update({k: v for k, v in reason.items() if v})
+        elif reason:
+            missing[section] = reason
+        found.append(validate_frame(findings, "findings"))
+    diagnose = _topic(*DIAGNOSTICS)
+    if diagnose is not None:
+        found.append(validate_frame(diagnose(frames), "findings"))
+    return concat_frames(found, "findings")
+
+
 def analyze(dataset: Dataset | Mapping[str, pd.DataFrame], *, n_boot: int = 1000, seed: int = 0,
             alpha: float = ALPHA) -> Analysis:
     """Analyse one dataset: skew, its expected model and causes, and every topic it allows.
@@ -240,134 +363,47 @@ def analyze(dataset: Dataset | Mapping[str, pd.DataFrame], *, n_boot: int = 1000
         When a frame does not follow the spec of its kind (naming the kind and every
         problem).
     """
-    frames: Mapping[str, pd.DataFrame] = dataset.frames if isinstance(dataset, Dataset) else dataset
-    kinds = dataset.kinds if isinstance(dataset, Dataset) else {k: _kind_of(k) for k in frames}
-    recording = dataset.recording if isinstance(dataset, Dataset) else {}
-    for name, df in frames.items():
-        if kinds.get(name) is not None:  # frames of no known kind are not used
-            validate_frame(df, kinds[name])
+    inp = _inputs(dataset)
     result = Analysis(provenance=_provenance(dataset))
     missing = result.missing
-
-    flows = _by_kind(frames, kinds, "conntrack_flows")
-    services = _by_kind(frames, kinds, "proxy_services")
-    endpoints = _by_kind(frames, kinds, "proxy_endpoints")
-    truth = _by_kind(frames, kinds, "ground_truth")
-    k8s = {k: _by_kind(frames, kinds, k) for k in ("k8s_services", "k8s_endpoints", "k8s_pods", "k8s_nodes")}
-
-    # 1. labels
-    pods, nodes = k8s["k8s_pods"], k8s["k8s_nodes"]
-    if pods is None or nodes is None:
-        rec_pods, rec_nodes = topology_from_recording(recording)
-        pods = pods if pods is not None else (rec_pods if len(rec_pods) else None)
-        nodes = nodes if nodes is not None else (rec_nodes if len(rec_nodes) else None)
-    labels = backend_labels(pods, nodes, k8s["k8s_endpoints"])
-    if labels.empty:
+    if inp.labels.empty:
         missing["labels"] = _HOW["labels"]
 
-    # 2. load per backend, and 3. the expected model, per window
-    events = _events(recording, frames)
-    start = pd.Timestamp(recording["traffic_started_utc"]) if recording.get("traffic_started_utc") else pd.NaT
-    end = pd.Timestamp(recording["traffic_finished_utc"]) if recording.get("traffic_finished_utc") else pd.NaT
-    bounds = [start, *events, end]
-    windows = list(zip(bounds[:-1], bounds[1:])) if events else []
+    # load per backend and the expected model, per window
     loads: list[pd.DataFrame] = []
-    selections: list[pd.DataFrame] = []
-    if flows is not None and services is not None:
-        loads.append(conntrack_load(flows, services, labels=labels, proxy_endpoints=endpoints))
+    if inp.flows is not None and inp.services is not None:
+        loads.append(conntrack_load(inp.flows, inp.services, labels=inp.labels, proxy_endpoints=inp.endpoints))
     else:
         missing["conntrack"] = _HOW["conntrack"]
-    if endpoints is not None:
-        rules_frames = [validate_frame(frames[f"proxy_endpoints_before_event_{k}"], "proxy_endpoints")
-                        for k in range(1, len(events) + 1)] + [endpoints]
-        pinned = _affinity_pinned(services)
-        if pinned:
-            missing["rules_affinity"] = (
-                f"rule counters of {', '.join(pinned)} left out: under ClientIP affinity the counters of the "
-                "random-choice rules count only new affinity choices (returning clients take the "
-                "`recent --rcheck` rules, whose counters the rules readers do not keep)"
-            )
-        counted = [f[~f["service_port_name"].astype("str").isin(pinned)] for f in rules_frames]
-        if windows:
-            per_window = [rules_load(f, labels=labels, window_start=w0, window_end=w1)
-                          for f, (w0, w1) in zip(counted, windows)]
-            loads += per_window
-            loads.append(_whole_recording(concat_frames(per_window, "backend_load"), endpoints))
-        else:
-            loads.append(rules_load(counted[-1], labels=labels))
-        if not pinned and not any(len(x) and (x["source"] == "rules").any() for x in loads):
-            missing["rules"] = _HOW["rules"]  # dumped without counters
-        if services is not None:
-            selections.append(selection_from_rules(endpoints, services))
-            for f, (w0, _) in zip(rules_frames, windows):
-                selections.append(selection_from_rules(f, services, window_start=w0))
-    else:
-        missing["rules"] = _HOW["rules"]
-    if not selections and all(k8s[k] is not None for k in ("k8s_services", "k8s_endpoints", "k8s_nodes")):
-        selections.append(selection_from_spec(k8s["k8s_services"], k8s["k8s_endpoints"], k8s["k8s_nodes"]))
-    spn = _single_spn(services)
-    if truth is not None and spn is not None:
-        loads.append(ground_truth_load(truth, spn, labels=labels))
-        cumulative = [validate_frame(frames[f"ground_truth_after_event_{k}"], "ground_truth")
-                      for k in range(1, len(events) + 1) if f"ground_truth_after_event_{k}" in frames]
-        if windows and len(cumulative) == len(events):
-            snaps = [*cumulative, truth]
-            for i, (w0, w1) in enumerate(windows):
-                piece = _gt_window(snaps[i], snaps[i - 1] if i else None)
-                loads.append(ground_truth_load(piece, spn, labels=labels, window_start=w0, window_end=w1))
-    requests = frames.get(REQUEST_METRICS)
-    if requests is not None and kinds.get(REQUEST_METRICS) == "prom_samples" and spn is not None:
-        loads.append(metrics_load(requests, spn, labels=labels))
+    rule_loads, selections = _rules(inp, missing)
+    loads += rule_loads + _pods_own_counts(inp)
+    if not selections and all(inp.k8s[k] is not None for k in ("k8s_services", "k8s_endpoints", "k8s_nodes")):
+        selections.append(selection_from_spec(inp.k8s["k8s_services"], inp.k8s["k8s_endpoints"], inp.k8s["k8s_nodes"]))
     load = concat_frames(loads, "backend_load")
     selection = concat_frames(selections, "endpoint_selection")
     if selection.empty:
         missing["model"] = _HOW["model"]
-    elif endpoints is None:
+    elif inp.endpoints is None:
         load = _programmed_from_selection(load, selection)
     result.sections["load"] = load
-
-    if flows is not None and services is not None:
-        path = node_path(flows, services, labels=labels, nodes=nodes)
-        if len(path):
-            result.sections["node_path"] = path
-        else:
-            missing["node_path"] = _HOW["node_path"]
+    path = (node_path(inp.flows, inp.services, labels=inp.labels, nodes=inp.nodes)
+            if inp.flows is not None and inp.services is not None else empty_frame("node_path"))
+    if len(path):
+        result.sections["node_path"] = path
     else:
         missing["node_path"] = _HOW["node_path"]
 
-    # 4. skew against the model
+    # skew against the model
     measure = load["source"].astype("str").map(_SKEW_MEASURE)
     compared = load[load["measure"].astype("str") == measure]
-    expected = (expected_shares(selection, compared, client_node_mix(load), labels)
+    expected = (expected_shares(selection, compared, client_node_mix(load), inp.labels)
                 if len(selection) and len(compared) else None)
     result.skew, result.skew_summary = skew_table(compared, expected, n_boot=n_boot, seed=seed)
 
-    # 5. topics and diagnostics
-    topic_findings = [empty_frame("findings")]
-    for section, module, function in TOPICS:
-        fn = _topic(module, function)
-        if fn is None:  # integration point: the module is written in parallel (issue #6)
-            missing[section] = f"not available yet: npanalytics.analysis.{module}.{function}"
-            continue
-        frame, found, reason = fn(frames)
-        # a topic with several frames (overhead: "overhead" and "overhead_fit") returns dicts by section
-        if isinstance(frame, Mapping):
-            result.sections.update({k: v for k, v in frame.items() if v is not None})
-        elif frame is not None:
-            result.sections[section] = frame
-        if isinstance(reason, Mapping):
-            missing.update({k: v for k, v in reason.items() if v})
-        elif reason:
-            missing[section] = reason
-        topic_findings.append(validate_frame(found, "findings"))
-    diagnose = _topic(*DIAGNOSTICS)
-    if diagnose is not None:
-        topic_findings.append(validate_frame(diagnose(frames), "findings"))
-    topics = concat_frames(topic_findings, "findings")
-
-    # 6. attribution
+    # topics, diagnostics, and the attribution of the skew
+    topics = _topic_sections(inp.frames, result.sections, missing)
     attributed = attribute_skew(result.skew, result.skew_summary, load,
-                                policies=_policies(services, k8s["k8s_services"]),
+                                policies=_policies(inp.services, inp.k8s["k8s_services"]),
                                 topic_findings=topics, alpha=alpha)
     result.findings = sort_findings(concat_frames([attributed, topics], "findings"))
     return result
