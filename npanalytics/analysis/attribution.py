@@ -99,13 +99,14 @@ def _stale(spn: str, load: pd.DataFrame, summary: pd.DataFrame) -> dict | None:
 
 
 def _local_topology(spn: str, skew: pd.DataFrame, summary: pd.DataFrame, alpha: float) -> dict | None:
-    rows = skew[skew["window_start"].isna() & (skew["group"] == "endpoint")
+    group = "pod" if (skew["group"] == "pod").any() else "endpoint"  # pod names read better
+    rows = skew[skew["window_start"].isna() & (skew["group"] == group)
                 & skew["source"].isin(_CONNECTION_SOURCES + ("ground_truth",))]
     if rows.empty:
         return None
     fits, against_uniform, detail = [], [], ""
     for source, r in rows.groupby(rows["source"].astype("str"), sort=True):
-        s = summary[(summary["source"] == source) & summary["window_start"].isna() & (summary["group"] == "endpoint")]
+        s = summary[(summary["source"] == source) & summary["window_start"].isna() & (summary["group"] == group)]
         if s.empty or np.isnan(s["p_value"].iloc[0]):
             continue
         exp = r["expected_share"].to_numpy(dtype="float64")
