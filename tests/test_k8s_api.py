@@ -158,6 +158,15 @@ def test_pagination_across_many_pages(tmp_path):
     assert snap.endpoints["slice"].nunique() == 10
 
 
+def test_pages_shorter_than_the_limit_are_followed(tmp_path):
+    with LabApiServer(big_scenario(pods_per_node=50, nodes=2)) as srv:
+        srv.max_page_items = 7  # the server sends fewer items than asked
+        snap = get_endpoint_snapshot(kubeconfig=srv.write_kubeconfig(tmp_path / "kubeconfig"), limit=50)
+    assert len(snap.pods) == 100 and snap.pods["pod"].is_unique
+    assert sum(r.resource == "pods" for r in srv.requests) == 15  # ceil(100 / 7)
+    assert all(r.query["limit"] == "50" for r in srv.requests)
+
+
 def test_expired_continue_token_lists_again_from_scratch(tmp_path):
     scenario = big_scenario(pods_per_node=100, nodes=2)
     with LabApiServer(scenario) as srv:

@@ -278,6 +278,10 @@ class LabApiServer:
     events_sent : int
         ADDED/MODIFIED/DELETED events written to watch streams so far (tests
         wait on it before cutting a stream, so that the event is known delivered).
+    max_page_items : int or None
+        When set (>= 1), a paginated list sends at most this many items per page
+        even if the client asked for more (the API may return fewer items than
+        ``limit``; clients must follow ``continue``, not count items).
     watch_expired_status : bool
         ``False`` (default): a watch from a compacted version gets a 200 stream
         with one ``ERROR`` event carrying the 410 Status (what the watch cache
@@ -313,6 +317,7 @@ class LabApiServer:
         self.before_request: Callable[[RequestRecord], None] | None = None
         self.watch_expired_status = False
         self.events_sent = 0
+        self.max_page_items: int | None = None
         self._cond = threading.Condition()
         self._revision = 1
         self._oldest = 1  # watches from an older revision get 410
@@ -516,6 +521,8 @@ class LabApiServer:
         chosen = [items[k] for k in sorted(items) if k >= start
                   and self._matches(items[k], record.namespace, selector)]
         next_token, remaining = None, None
+        if limit > 0 and self.max_page_items is not None:
+            limit = min(limit, self.max_page_items)  # the API may send fewer items than asked
         if limit > 0 and len(chosen) > limit:
             next_token = self._encode_continue(rv, _key(chosen[limit]))
             remaining = len(chosen) - limit if "labelSelector" not in query else None
