@@ -165,6 +165,9 @@ def main(argv: list[str] | None = None) -> int:
     for name, values in times.items():
         print(f"  {name:15s} median {med[name]:.3f} s  (runs: {', '.join(f'{v:.3f}' for v in values)})")
     speed = med["theirs"] / med["ours"]
+    paired = {k: statistics.median(t / o for t, o in zip(times[k], times["ours"])) for k in ("theirs", "theirs_decoded")}
+    print(f"per-run ratios (each run times all cases back to back), median: {paired['theirs']:.1f}x "
+          f"json.loads + MetricRangeDataFrame, {paired['theirs_decoded']:.1f}x MetricRangeDataFrame alone")
     print(f"speed: ours is {speed:.1f}x faster than json.loads + MetricRangeDataFrame "
           f"({med['theirs_decoded'] / med['ours']:.1f}x MetricRangeDataFrame alone on decoded JSON); "
           f"load average {_load()}")
