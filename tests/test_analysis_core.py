@@ -285,3 +285,11 @@ def test_a_removed_pod_without_load_is_no_backend_of_the_later_window(results):
     later = s[s["window_start"].notna() & (s["group"] == "pod")].sort_values("window_start").groupby(
         "source", observed=True).last()
     assert (later["backends"] == 2).all() and (later["max_mean"] < 1.05).all()
+
+
+def test_arguments_are_checked_at_the_boundary():
+    ds = npanalytics.load_dataset("node-sample")
+    with pytest.raises(ValueError, match=r"alpha: expected a significance level in \(0, 1\), got 5"):
+        analyze(ds, alpha=5)
+    with pytest.raises(ValueError, match="n_boot: expected at least 1 bootstrap replicate, got 0"):
+        analyze(ds, n_boot=0)

@@ -362,7 +362,13 @@ def analyze(dataset: Dataset | Mapping[str, pd.DataFrame], *, n_boot: int = 1000
     SchemaError
         When a frame does not follow the spec of its kind (naming the kind and every
         problem).
+    ValueError
+        For ``alpha`` outside (0, 1) or ``n_boot`` < 1.
     """
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha: expected a significance level in (0, 1), got {alpha!r}")
+    if n_boot < 1:
+        raise ValueError(f"n_boot: expected at least 1 bootstrap replicate, got {n_boot!r}")
     inp = _inputs(dataset)
     result = Analysis(provenance=_provenance(dataset))
     missing = result.missing
