@@ -460,6 +460,24 @@ def test_watch_log_errors_name_the_line(tmp_path):
         read_endpoint_watch_log(path)
 
 
+def test_watch_goes_on_from_the_bookmark_after_a_stream_ends(scenario, tmp_path):
+    objects = cluster_objects(scenario)
+    with LabApiServer(objects) as srv:
+        srv.max_watch_seconds = 0.8  # the server ends each stream early
+        config = srv.write_kubeconfig(tmp_path / "kubeconfig")
+        thread, result = _in_thread(watch_endpoints, 2.0, kubeconfig=config)
+        _wait_for_watch(srv)
+        objects["pods"][0]["metadata"]["labels"]["extra"] = "yes"  # a pod changes, no slice does
+        bumped = srv.set_objects({"pods": objects["pods"]})
+        churn = _finish(thread, result)
+    watches = [r for r in srv.requests if r.verb == "watch"]
+    assert len(watches) >= 3 and churn.empty
+    # the first stream's closing BOOKMARK carried the newer version; the next watch starts there
+    assert watches[1].query["resourceVersion"] == str(bumped)
+    assert int(watches[0].query["resourceVersion"]) < bumped
+    assert churn.attrs["resource_version"] == str(bumped) and churn.attrs["notes"] == []
+
+
 def test_watch_relists_after_410(server, tmp_path):
     log = tmp_path / "watch.jsonl"
     thread, result = _in_thread(watch_endpoints, 1.5, kubeconfig=server.kubeconfig, record_to=log)

@@ -282,6 +282,9 @@ class LabApiServer:
         When set (>= 1), a paginated list sends at most this many items per page
         even if the client asked for more (the API may return fewer items than
         ``limit``; clients must follow ``continue``, not count items).
+    max_watch_seconds : float or None
+        When set, every watch stream ends (cleanly, after a BOOKMARK when
+        asked) after at most this many seconds, whatever ``timeoutSeconds`` says.
     watch_expired_status : bool
         ``False`` (default): a watch from a compacted version gets a 200 stream
         with one ``ERROR`` event carrying the 410 Status (what the watch cache
@@ -318,6 +321,7 @@ class LabApiServer:
         self.watch_expired_status = False
         self.events_sent = 0
         self.max_page_items: int | None = None
+        self.max_watch_seconds: float | None = None
         self._cond = threading.Condition()
         self._revision = 1
         self._oldest = 1  # watches from an older revision get 410
@@ -549,6 +553,8 @@ class LabApiServer:
             timeout = float(query.get("timeoutSeconds") or DEFAULT_WATCH_SECONDS)
         except ValueError:
             raise _HttpError(_status(400, "BadRequest", "invalid timeoutSeconds")) from None
+        if self.max_watch_seconds is not None:
+            timeout = min(timeout, self.max_watch_seconds)  # servers end watches when they like
         rv_text = query.get("resourceVersion", "")
         bookmarks = query.get("allowWatchBookmarks", "").lower() in _TRUE
         if rv_text not in ("", "0") and not rv_text.isdigit():
