@@ -241,6 +241,13 @@ def _content(obj: Mapping[str, Any]) -> str:
     return json.dumps(clean, sort_keys=True)
 
 
+def _bookmark(resource: str, revision: int) -> dict[str, Any]:
+    """A BOOKMARK event's object: only kind, apiVersion and the resourceVersion."""
+    empty = as_list(resource, [], revision)
+    return {"kind": empty["kind"][: -len("List")], "apiVersion": empty["apiVersion"],
+            "metadata": {"resourceVersion": str(revision)}}
+
+
 @dataclasses.dataclass
 class _Watcher:
     dropped: bool = False
@@ -602,11 +609,7 @@ class LabApiServer:
                 pending = []
                 if stopping or time.monotonic() >= deadline:
                     if bookmarks:
-                        kind_name = as_list(record.resource, [], 0)["kind"][: -len("List")]
-                        handler.send_event("BOOKMARK", {
-                            "kind": kind_name, "apiVersion": as_list(record.resource, [], 0)["apiVersion"],
-                            "metadata": {"resourceVersion": str(position)},
-                        })
+                        handler.send_event("BOOKMARK", _bookmark(record.resource, position))
                     break
             handler.end_stream()
         except (BrokenPipeError, ConnectionResetError):
