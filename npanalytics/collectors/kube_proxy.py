@@ -211,21 +211,55 @@ def _node_column(rows: pd.DataFrame, node: str | None, notes: list[str],
     return pd.Series(None, index=rows.index, dtype="object")
 
 
+_NO_NODE = "\u2400no node"  # the group key of series without a node (NUL would not survive str arrays)
+
+
 class _Data:
-    """kubeproxy_* samples with a node column, as plain arrays per (metric, node)."""
+    """kubeproxy_* samples with a node column, split once by metric name and node."""
 
     def __init__(self, samples: pd.DataFrame, node: str | None, notes: list[str],
                  nodes: pd.DataFrame | None = None) -> None:
         names = samples["__name__"].astype("object") if "__name__" in samples else pd.Series([], dtype=object)
         rows = samples[names.str.startswith("kubeproxy_", na=False)]
-        self.rows = rows.assign(_node=_node_column(rows, node, notes, nodes), _name=rows["__name__"].astype("object"))
+        node_column = _node_column(rows, node, notes, nodes)
+        self.rows = rows.assign(_node=node_column, _key=node_column.fillna(_NO_NODE).astype(str),
+                                _name=rows["__name__"].astype("object"))
         self.names = set(self.rows["_name"])
         self.nodes = sorted({n for n in self.rows["_node"] if pd.notna(n)}, key=str) or (
             [None] if len(self.rows) else [])
+        self.by_name = {name: rows for name, rows in self.rows.groupby("_name", sort=False)} if len(self.rows) else {}
+        self._split: dict[str, dict[str, pd.DataFrame]] = {}
+        self._sums: dict[tuple, dict[str, pd.Series]] = {}
+
+    def of_name(self, name: str) -> pd.DataFrame:
+        """Every sample of metric ``name``."""
+        return self.by_name.get(name, self.rows.iloc[:0])
 
     def of(self, name: str, node: Any) -> pd.DataFrame:
-        rows = self.rows[self.rows["_name"] == name]
-        return rows[rows["_node"].isna()] if node is None else rows[rows["_node"] == node]
+        """The samples of metric ``name`` on ``node`` (None: series without a node)."""
+        if name not in self._split:
+            self._split[name] = {key: rows for key, rows in self.of_name(name).groupby("_key", sort=False)}
+        return self._split[name].get(_key(node), self.rows.iloc[:0])
+
+    def names_of(self, node: Any) -> set[str]:
+        """The metric names ``node`` exports."""
+        return {name for name, rows in self.by_name.items() if (rows["_key"] == _key(node)).any()}
+
+    def sum_by_time(self, name: str, where: dict[str, str] | None = None) -> dict[str, pd.Series]:
+        """``sum by (node) (name{where})`` at each sample time, per node key (computed once)."""
+        cache_key = (name, tuple(sorted((where or {}).items())))
+        if cache_key not in self._sums:
+            rows = self.of_name(name)
+            for label, value in (where or {}).items():
+                rows = rows[rows[label] == value] if label in rows else rows.iloc[:0]
+            sums = rows.groupby(["_key", "timestamp"], observed=True, sort=True)["value"].sum()
+            self._sums[cache_key] = {str(key): part.droplevel(0)
+                                     for key, part in sums.groupby(level=0, sort=False)} if len(rows) else {}
+        return self._sums[cache_key]
+
+
+def _key(node: Any) -> str:
+    return _NO_NODE if node is None else str(node)
 
 
 def _window_starts(times: np.ndarray, window_ns: int | None) -> np.ndarray:
@@ -234,30 +268,37 @@ def _window_starts(times: np.ndarray, window_ns: int | None) -> np.ndarray:
     return np.searchsorted(times, times - window_ns, side="left")  # [t - window, t], as Prometheus 2.x
 
 
-def _histogram_matrix(data: _Data, family: str, node: Any) -> tuple[np.ndarray, list[float], pd.DataFrame]:
-    """Times, le bounds and a (time x bucket) matrix summed over the other labels (sum by node, le)."""
-    rows = data.of(family + "_bucket", node)
+def _histogram_tables(data: _Data, family: str) -> dict[str, tuple[np.ndarray, list[float], pd.DataFrame]]:
+    """Per node key: times, le bounds and a (time x bucket) table summed as ``sum by (node, le)``."""
+    rows = data.of_name(family + "_bucket")
     if rows.empty:
-        return np.array([], dtype="int64"), [], pd.DataFrame()
-    le = rows["le"].astype("object").map(lambda v: float(str(v).replace("Inf", "inf")))
-    table = rows.assign(_le=le).pivot_table(index="timestamp", columns="_le", values="value", aggfunc="sum",
-                                            observed=True)
-    extra = {}
+        return {}
+    bounds_of = {v: float(str(v).replace("Inf", "inf")) for v in rows["le"].dropna().unique()}
+    table = rows.assign(_le=rows["le"].astype("object").map(bounds_of)).pivot_table(
+        index=["_key", "timestamp"], columns="_le", values="value", aggfunc="sum", observed=True)
+    totals = {}
     for suffix in ("_count", "_sum"):
-        part = data.of(family + suffix, node)
-        extra[suffix] = part.groupby("timestamp", observed=True)["value"].sum() if len(part) else None
-    totals = pd.DataFrame({k: v for k, v in extra.items() if v is not None}).reindex(table.index)
-    return table.index.to_numpy(), list(table.columns), pd.concat([table, totals], axis=1)
+        part = data.of_name(family + suffix)
+        if len(part):
+            totals[suffix] = part.groupby(["_key", "timestamp"], observed=True)["value"].sum()
+    joined = pd.concat([table, pd.DataFrame(totals).reindex(table.index)], axis=1) if totals else table
+    bounds = list(table.columns)
+    out = {}
+    for key, part in joined.groupby(level=0, sort=False):
+        part = part.droplevel(0).sort_index()
+        out[str(key)] = (part.index.to_numpy(), bounds, part)
+    return out
 
 
 def _latency_rows(data: _Data, window_ns: int | None) -> list[dict[str, Any]]:
     records = []
     cluster: dict[pd.Timestamp, dict[float, float]] = {}
     for metric, family in _HISTOGRAMS.items():
+        tables = _histogram_tables(data, family)
         for node in data.nodes:
-            times, bounds, table = _histogram_matrix(data, family, node)
-            if not len(times):
+            if _key(node) not in tables:
                 continue
+            times, bounds, table = tables[_key(node)]
             buckets = table[bounds].to_numpy(dtype="float64")
             count = table["_count"].to_numpy(dtype="float64") if "_count" in table else buckets[:, -1]
             total = table["_sum"].to_numpy(dtype="float64") if "_sum" in table else np.full(len(times), np.nan)
@@ -322,17 +363,14 @@ def _mode(names: set[str]) -> str | None:
 
 
 def _series_by_time(data: _Data, name: str, node: Any, where: dict[str, str] | None = None) -> pd.Series:
-    rows = data.of(name, node)
-    for label, value in (where or {}).items():
-        rows = rows[rows[label] == value] if label in rows else rows.iloc[:0]
-    return rows.groupby("timestamp", observed=True)["value"].sum() if len(rows) else pd.Series(dtype="float64")
+    """``sum by (node) (name{where})`` of one node at each sample time (computed once for all nodes)."""
+    return data.sum_by_time(name, where).get(_key(node), pd.Series(dtype="float64"))
 
 
 def _status_rows(data: _Data, window_ns: int | None) -> list[dict[str, Any]]:
     records = []
     for node in data.nodes:
-        names = set(data.rows.loc[data.rows["_node"].isna() if node is None else data.rows["_node"] == node,
-                                  "_name"])
+        names = data.names_of(node)
         mode = _mode(names)
         columns = {
             "endpoint_changes_total": _series_by_time(data, _P + "endpoint_changes_total", node),
