@@ -159,7 +159,7 @@ class _Progress:
         if enabled:
             from tqdm import tqdm
 
-            self._bar = tqdm(total=total, unit="query", desc="collect", file=sys.stderr)
+            self._bar = tqdm(total=total, unit="request", desc="collect", file=sys.stderr)
 
     def grow(self, extra: int) -> None:
         if self._bar is not None and extra:

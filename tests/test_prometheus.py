@@ -300,6 +300,17 @@ def test_bad_arguments(kwargs, message):
         get_prometheus_range("http://127.0.0.1:1", "up", **kwargs)
 
 
+def test_a_client_without_timeout_still_times_out(monkeypatch):
+    from prometheus_api_client import PrometheusConnect
+
+    monkeypatch.setattr(prom_module, "DEFAULT_TIMEOUT", 0.3)
+    with FakePrometheus(lambda seen: Answer(body=success("vector", []), delay=2)) as fake:
+        prom = PrometheusConnect(fake.url)  # no timeout of its own
+        with pytest.raises(CollectorError, match=r"no answer within 0\.3 s"):
+            get_prometheus_instant(prom, "up")
+        assert fake.requests[0].params["timeout"] == "300ms"
+
+
 def test_connect_checks_its_arguments():
     with pytest.raises(ValueError, match="url must be an http:// or https:// URL"):
         connect_prometheus("localhost:9090")

@@ -58,6 +58,7 @@ __all__ = [
     "MAX_POINTS_PER_SERIES",
     "RETRY_STATUS",
     "LABEL_RENAMES",
+    "DEFAULT_TIMEOUT",
     "connect_prometheus",
     "get_prometheus_range",
     "get_prometheus_instant",
@@ -76,6 +77,9 @@ LABEL_RENAMES: Mapping[str, str] = {"timestamp": "timestamp_label", "value": "va
 POST_ABOVE_BYTES = 2_000
 """Queries whose encoded parameters are longer than this are sent as a POST form."""
 
+DEFAULT_TIMEOUT = 30.0
+"""Seconds per request when the client was made without a timeout."""
+
 _DEFAULT_WORKERS = 4
 
 Time = Union[dt.datetime, pd.Timestamp, str, float, int]
@@ -93,7 +97,7 @@ def connect_prometheus(
     headers: Mapping[str, str] | None = None,
     auth: Any = None,
     verify: bool | str = True,
-    timeout: float = 30.0,
+    timeout: float = DEFAULT_TIMEOUT,
     retries: int = 2,
     backoff: float = 0.5,
 ) -> PrometheusConnect:
@@ -256,7 +260,7 @@ def _request(prom: PrometheusConnect, path: str, params: dict[str, str]) -> _Rep
 
     url = f"{prom.url}{path}"
     query = params["query"]
-    timeout = getattr(prom, "_timeout", None)
+    timeout = getattr(prom, "_timeout", None) or DEFAULT_TIMEOUT  # never wait forever
     if timeout:
         params = {**params, "timeout": f"{int(timeout * 1000)}ms"}
     encoded = urllib.parse.urlencode(params)
