@@ -413,24 +413,23 @@ def _status_rows(data: _Data, window_ns: int | None) -> list[dict[str, Any]]:
     return records
 
 
+def _labels(frame: pd.DataFrame, label: str) -> list[str | None]:
+    if label not in frame:
+        return [None] * len(frame)
+    return [None if pd.isna(v) else str(v) for v in frame[label]]
+
+
 def _rule_rows(data: _Data) -> list[dict[str, Any]]:
     records = []
     for node in data.nodes:
         rules, last = data.of(_RULES, node), data.of(_RULES_LAST, node)
-        keys = ["timestamp", "table", "ip_family"]
-        for frame in (rules, last):
-            if len(frame) and "ip_family" not in frame:
-                frame["ip_family"] = None
-        if rules.empty:
-            continue
-        last_of = {(r["timestamp"], r["table"], r.get("ip_family")): r["value"]
-                   for r in last[[k for k in keys if k in last] + ["value"]].to_dict("records")} if len(last) else {}
-        for r in rules[keys + ["value"]].to_dict("records"):
-            ip_family = None if pd.isna(r["ip_family"]) else r["ip_family"]
-            last_value = last_of.get((r["timestamp"], r["table"], r["ip_family"]))
-            records.append({"timestamp": r["timestamp"], "node": node, "table": r["table"], "ip_family": ip_family,
-                            "rules": int(r["value"]),
-                            "rules_last": None if last_value is None else int(last_value)})
+        last_of = {(stamp, str(table), family): value for stamp, table, family, value in
+                   zip(last["timestamp"], _labels(last, "table"), _labels(last, "ip_family"), last["value"])}
+        for stamp, table, family, value in zip(rules["timestamp"], _labels(rules, "table"),
+                                               _labels(rules, "ip_family"), rules["value"]):
+            last_value = last_of.get((stamp, str(table), family))
+            records.append({"timestamp": stamp, "node": node, "table": table, "ip_family": family,
+                            "rules": int(value), "rules_last": None if last_value is None else int(last_value)})
     return records
 
 
