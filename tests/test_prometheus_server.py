@@ -14,6 +14,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pandas as pd
@@ -262,3 +263,28 @@ def test_collect_keeps_every_chunk_response(prom, tmp_path):
     assert body.startswith(b'[{"status":"success"') and body.count(b'"status":"success"') == 2
     pd.testing.assert_frame_equal(ds.rederive("chunk"), ds["chunk"], check_exact=True)
     assert len(ds["chunk"]) == 2 * 12_001
+
+
+def test_killed_during_a_chunked_query_gives_an_error_not_part_of_the_data(tmp_path):
+    prometheus, promtool = shutil.which("prometheus"), shutil.which("promtool")
+    _need(prometheus and promtool, "needs the prometheus and promtool binaries")
+    backfill(promtool, chunk_openmetrics(), tmp_path / "tsdb", "chunk")
+    server = start_prometheus(prometheus, tmp_path)
+    try:
+        client = connect_prometheus(server.url, timeout=10, retries=1, backoff=0.05)
+        done = []
+
+        def kill_after_first(k, n, lo, body):
+            done.append(k)
+            if len(done) == 1:
+                server.process.kill()  # SIGKILL while the other chunks are in flight or queued
+
+        started = time.monotonic()
+        with pytest.raises(CollectorError, match=rf"{server.url}/api/v1/query_range: cannot query Prometheus"):
+            get_prometheus_range(client, "npa_chunk", CHUNK_T0, CHUNK_T0 + 9_999, 1, max_points=100, max_workers=2,
+                                 on_response=kill_after_first)
+        assert time.monotonic() - started < 30
+        assert 1 <= len(done) < 100  # some chunks arrived, and still no frame came back
+        server.process.wait(timeout=10)
+    finally:
+        server.stop()
