@@ -28,7 +28,14 @@ from .collectors import (
     read_proxy_rules,
 )
 from .collectors import connect_prometheus, get_prometheus_instant, get_prometheus_range, read_prometheus_response
-from .collectors import get_kube_proxy, get_kube_state, kube_proxy_frames, kube_state_frames, read_metrics_text
+from .collectors import (
+    concat_samples,
+    get_kube_proxy,
+    get_kube_state,
+    kube_proxy_frames,
+    kube_state_frames,
+    read_metrics_text,
+)
 
 from .collectors import EndpointSnapshot, get_endpoint_snapshot, read_k8s_objects, watch_endpoints
 from .datasets import Dataset, list_datasets, load_dataset
@@ -63,6 +70,7 @@ __all__ = [
     "get_prometheus_range",
     "read_prometheus_response",
     "read_metrics_text",
+    "concat_samples",
     "get_kube_state",
     "get_kube_proxy",
     "kube_state_frames",

@@ -16,7 +16,14 @@ import pytest
 from conftest import _need
 from prom_server import backfill, start_prometheus, wait_for
 
-from npanalytics import get_kube_proxy, get_kube_state, kube_proxy_frames, kube_state_frames, read_metrics_text
+from npanalytics import (
+    concat_samples,
+    get_kube_proxy,
+    get_kube_state,
+    kube_proxy_frames,
+    kube_state_frames,
+    read_metrics_text,
+)
 from npanalytics.collectors.kube_proxy import histogram_quantile
 from npanalytics.lab.metrics import kube_proxy_metrics_text, openmetrics_series
 from npanalytics.schemas import validate_frame
@@ -350,3 +357,23 @@ def test_get_kube_state_on_a_live_scrape(tmp_path):
         if server is not None:
             server.stop()
         metrics.stop()
+
+
+def test_direct_scrapes_of_several_nodes():
+    # each kube-proxy scraped on its own, tagged with its node, read together
+    samples = concat_samples([
+        read_metrics_text(DATA / "kube-proxy-1.32-iptables.txt", at=AT).assign(node="node-a"),
+        read_metrics_text(DATA / "kube-proxy-1.33-nftables.txt", at=AT).assign(node="node-b")])
+    assert samples["node"].dtype == "category" and samples["ip_family"].dtype == "category"
+    # 1.32 has no ip_family at all; 1.33 leaves it off the change counters and gauges
+    no_family = len(read_metrics_text(DATA / "kube-proxy-1.32-iptables.txt")) + sum(
+        not line.startswith("#") and "ip_family" not in line
+        for line in (DATA / "kube-proxy-1.33-nftables.txt").read_text().splitlines())
+    assert samples["ip_family"].isna().sum() == no_family == 152 + 4
+    proxy = kube_proxy_frames(samples)
+    assert "node from the 'node' label" in proxy.notes
+    modes = dict(zip(proxy.status["node"], proxy.status["proxy_mode"]))
+    assert modes == {"node-a": "iptables", "node-b": "nftables"}
+    assert set(proxy.rule_counts["node"]) == {"node-a"}
+    cluster = proxy.latency[proxy.latency["node"].isna()]
+    assert cluster["metric"].tolist() == ["network_programming"] and cluster["observations"].tolist() == [6.0]

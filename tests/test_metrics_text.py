@@ -223,3 +223,17 @@ def test_labels_named_like_the_frame_columns():
     assert list(frame.columns) == ["timestamp", "value", "__name__", "value_label", "timestamp_label", "x"]
     assert frame["value_label"].tolist()[0] == "v" and pd.isna(frame["value_label"].tolist()[1])
     assert frame["value"].tolist() == [1.0, 2.0]
+
+
+def test_concat_samples_keeps_labels_categorical():
+    from npanalytics import concat_samples
+
+    a = read_metrics_text('x{a="1"} 1\n', at=AT)
+    b = read_metrics_text('y{b="2"} 2\n', at=AT).assign(node="n")
+    both = concat_samples([a, b])
+    validate_frame(both, "prom_samples")
+    assert list(both.columns) == ["timestamp", "value", "__name__", "a", "b", "node"]
+    assert all(both[c].dtype == "category" for c in ("__name__", "a", "b", "node"))
+    assert both["a"].tolist()[0] == "1" and pd.isna(both["a"].tolist()[1])
+    assert both["__name__"].tolist() == ["x", "y"] and both["value"].tolist() == [1.0, 2.0]
+    assert concat_samples([]).empty

@@ -12,7 +12,7 @@ from .k8s import EndpointSnapshot, get_endpoint_snapshot, read_k8s_objects, watc
 from .ipvs import read_ipvsadm
 from .kube_proxy import KubeProxy, get_kube_proxy, histogram_quantile, kube_proxy_frames
 from .kube_state import KubeState, get_kube_state, kube_state_frames
-from .metrics_text import read_metrics_text
+from .metrics_text import concat_samples, read_metrics_text
 from .nftables import read_nft_ruleset
 from .prometheus import connect_prometheus, get_prometheus_instant, get_prometheus_range, read_prometheus_response
 from .rules import read_proxy_rules
@@ -40,6 +40,7 @@ __all__ = [
     "kube_proxy_frames",
     "kube_state_frames",
     "read_metrics_text",
+    "concat_samples",
     "connect_prometheus",
     "get_prometheus_instant",
     "get_prometheus_range",

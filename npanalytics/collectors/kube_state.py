@@ -44,6 +44,7 @@ import pandas as pd
 
 from ..exceptions import CollectorError
 from ..schemas import frame_from_records, schema_table, validate_frame
+from .metrics_text import concat_samples
 
 __all__ = ["KubeState", "kube_state_frames", "get_kube_state", "KSM_QUERIES", "SOURCE"]
 
@@ -447,7 +448,7 @@ def get_kube_state(prom: Any, at: Any = None, namespace: str | None = None) -> K
         if len(frame):
             stamps = get_prometheus_instant(prom, f"timestamp({query})", at=at)
             frames.append(_sample_times(frame, stamps, query))
-    samples = _concat(frames)
+    samples = concat_samples(frames)
     return kube_state_frames(samples, namespace=namespace)
 
 
@@ -478,29 +479,6 @@ def _label_keys(frame: pd.DataFrame, labels: list[str]) -> list[tuple[str | None
 
 def _escape(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-
-
-def _concat(frames: list[pd.DataFrame]) -> pd.DataFrame:
-    """Concatenate prom_samples frames whose label columns differ (categories unioned)."""
-    from ..schemas import empty_frame
-
-    if not frames:
-        return empty_frame("prom_samples", optional=True)
-    columns = list(dict.fromkeys(c for f in frames for c in f.columns))
-    parts = []
-    for frame in frames:
-        frame = frame.copy()
-        for column in columns:
-            if column not in frame:
-                frame[column] = None
-            if column not in ("timestamp", "value"):
-                frame[column] = frame[column].astype("object")
-        parts.append(frame[columns])
-    out = pd.concat(parts, ignore_index=True)
-    for column in columns:
-        if column not in ("timestamp", "value"):
-            out[column] = out[column].astype("str").where(out[column].notna(), None).astype("category")
-    return out
 
 
 for _function, _kinds in ((kube_state_frames, ("k8s_services", "k8s_endpoints", "k8s_pods", "k8s_nodes")),):

@@ -44,7 +44,7 @@ from ..schemas import empty_frame, schema_table, validate_frame
 from .prometheus import LABEL_RENAMES
 from ._source import BadLines, OnBadLine, Source, check_on_bad_line, read_source_bytes
 
-__all__ = ["read_metrics_text", "samples_frame"]
+__all__ = ["read_metrics_text", "samples_frame", "concat_samples"]
 
 Format = Literal["auto", "text", "openmetrics"]
 FORMATS = ("auto", "text", "openmetrics")
@@ -257,6 +257,46 @@ def samples_frame(chunks: list[Chunk], default_ns: int) -> pd.DataFrame:
         column = LABEL_RENAMES.get(key, key)
         data[column] = pd.Categorical(columns[key])
     return validate_frame(pd.DataFrame(data), "prom_samples")
+
+
+def concat_samples(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    """Concatenate ``prom_samples`` frames, for example scrapes of several kube-proxies.
+
+    ``pandas.concat`` turns categorical columns with different categories into
+    text; here every label column stays categorical (categories unioned), a
+    label missing from a frame is NA there, and label columns added with
+    ``frame.assign(node="node-a")`` become categorical too.
+
+    Parameters
+    ----------
+    frames : list of pandas.DataFrame
+        Frames of kind ``prom_samples``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Kind ``prom_samples``, rows in the order given.
+    """
+    frames = [validate_frame(frame, "prom_samples") for frame in frames]
+    if not frames:
+        return empty_frame("prom_samples", optional=True)
+    columns = list(dict.fromkeys(c for frame in frames for c in frame.columns))
+    parts = []
+    for frame in frames:
+        part = {}
+        for column in columns:
+            if column in ("timestamp", "value"):
+                part[column] = frame[column]
+            elif column in frame:
+                part[column] = frame[column].astype(object).where(frame[column].notna(), None)
+            else:
+                part[column] = pd.Series(None, index=frame.index, dtype=object)
+        parts.append(pd.DataFrame(part, index=frame.index))
+    out = pd.concat(parts, ignore_index=True)
+    for column in columns:
+        if column not in ("timestamp", "value"):
+            out[column] = pd.Categorical([None if pd.isna(v) else str(v) for v in out[column]])
+    return validate_frame(out, "prom_samples")
 
 
 def read_metrics_text(
