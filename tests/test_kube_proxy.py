@@ -79,6 +79,8 @@ def test_histogram_quantile_edges():
     assert math.isnan(histogram_quantile([(INF, 2)], 0.5))  # fewer than two buckets
     assert math.isnan(histogram_quantile([(1, 0), (INF, 0)], 0.5))  # no observations
     assert math.isnan(histogram_quantile([], 0.5))
+    assert math.isnan(histogram_quantile([(1, 0), (2, 3), (INF, 4)], 0.0))  # rank 0 in an empty first bucket
+    assert histogram_quantile([(1, 2), (INF, 4)], 0.0) == 0.0
 
 
 # -- frames from one scrape -------------------------------------------------------------------
@@ -278,10 +280,10 @@ def test_histogram_quantile_equals_prometheus(prometheus):
         for family in ("kubeproxy_sync_proxy_rules_duration_seconds", "kubeproxy_network_programming_duration_seconds"):
             buckets = rows[rows["__name__"] == family + "_bucket"]
             pairs = [(float(le.replace("Inf", "inf")), v) for le, v in zip(buckets["le"].astype(str), buckets["value"])]
-            for q in (0.1, 0.5, 0.9, 0.99, 1.0):
+            for q in (0.0, 0.1, 0.5, 0.9, 0.99, 1.0):
                 (result,) = _instant(url, f'histogram_quantile({q}, {family}_bucket{{instance="node-b"}})', at)
-                assert histogram_quantile(pairs, q) == pytest.approx(float(result["value"][1]), rel=1e-12), (
-                    family, minute, q)
+                assert histogram_quantile(pairs, q) == pytest.approx(float(result["value"][1]), rel=1e-12,
+                                                                     nan_ok=True), (family, minute, q)
 
 
 @pytest.mark.slow

@@ -162,6 +162,8 @@ def histogram_quantile(buckets: Iterable[tuple[float, float]], q: float) -> floa
         start = bounds[b - 1]
         count -= counts[b - 1]
         rank -= counts[b - 1]
+    if count == 0:  # only when rank is 0 too: Go's 0/0 is NaN
+        return math.nan
     return start + (end - start) * (rank / count)
 
 
