@@ -323,3 +323,24 @@ def test_connect_checks_its_arguments():
     assert prom.auth == ("u", "p")
     with pytest.raises(TypeError, match="prom must be a URL or a PrometheusConnect"):
         get_prometheus_instant(42, "up")
+
+
+def test_chunks_cover_every_evaluation_time_once():
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    @settings(max_examples=300, deadline=None)
+    @given(st.integers(0, 10**13), st.integers(0, 20_000), st.integers(0, 10**6), st.integers(1, 10**6),
+           st.integers(1, 11_000))
+    def check(start, points, extra, step, max_points):
+        end = start + points * step + extra % step  # points + 1 evaluation times, end between two
+        chunks = prom_module._chunks(start, end, step, max_points)
+        # consecutive evaluation times: each chunk starts one step after the last one ended
+        assert chunks[0][0] == start and chunks[-1][1] == start + (end - start) // step * step
+        for (_, previous_end), (lo, _) in zip(chunks, chunks[1:]):
+            assert lo == previous_end + step
+        for lo, hi in chunks:
+            assert lo <= hi and (hi - lo) % step == 0 and (hi - lo) // step + 1 <= max_points
+        assert all((hi - lo) // step + 1 == max_points for lo, hi in chunks[:-1])  # as few as possible
+
+    check()
