@@ -83,6 +83,33 @@ def test_histogram_quantile_edges():
     assert histogram_quantile([(1, 2), (INF, 4)], 0.0) == 0.0
 
 
+def test_histogram_quantile_properties():
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    @settings(max_examples=300, deadline=None)
+    @given(st.lists(st.tuples(st.floats(0, 1e3), st.integers(0, 50)), min_size=1, max_size=12),
+           st.integers(0, 50), st.floats(0, 1), st.floats(0, 1))
+    def check(finite, overflow, q1, q2):
+        bounds = sorted({b for b, _ in finite})
+        counts, total = [], 0
+        for _ in bounds:  # cumulative counts from random per-bucket counts
+            total += finite[len(counts) % len(finite)][1]
+            counts.append(total)
+        buckets = list(zip(bounds, counts)) + [(INF, total + overflow)]
+        low, high = sorted((q1, q2))
+        a, b = histogram_quantile(buckets, low), histogram_quantile(buckets, high)
+        if total + overflow == 0:
+            assert math.isnan(a) and math.isnan(b)
+            return
+        for value in (a, b):  # never beyond the largest finite bound, never below 0 here
+            assert math.isnan(value) or 0 <= value <= bounds[-1]
+        if not (math.isnan(a) or math.isnan(b)):
+            assert a <= b + 1e-9 * max(1.0, abs(b))
+
+    check()
+
+
 # -- frames from one scrape -------------------------------------------------------------------
 
 
