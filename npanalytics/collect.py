@@ -32,6 +32,7 @@ from typing import Any
 import pandas as pd
 
 from .collectors.prometheus import Step, Time, connect_prometheus, get_prometheus_range
+from .datasets import _NAME_RE as _DATASET_NAME
 from .datasets import Dataset, Derivation
 from .exceptions import NpaWarning
 
@@ -262,6 +263,11 @@ def collect(
         raise ValueError("watch_seconds needs kubeconfig= (the EndpointSlices are watched through the API)")
     target = Path(out)
     ds_name = name or target.name
+    if not _DATASET_NAME.match(ds_name):  # checked before a long collection, not after
+        raise ValueError(f"dataset name must match {_DATASET_NAME.pattern} (give name= or another --out), "
+                         f"got {ds_name!r}")
+    if target.exists() and not overwrite:
+        raise ValueError(f"{target} exists; pass overwrite=True (--overwrite) to replace it")
     end_at = parse_time(end) if end is not None else pd.Timestamp.now(tz="UTC").floor("s")
     start_at = parse_time(start, now=end_at.to_pydatetime()) if start is not None else end_at - DEFAULT_RANGE
     if end_at < start_at:

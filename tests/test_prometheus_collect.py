@@ -97,10 +97,22 @@ def test_collect_keeps_warnings_in_the_manifest(tmp_path):
     ({"prometheus": "http://127.0.0.1:1", "queries": {"q": " "}}, "query 'q' is empty"),
     ({"prometheus": "http://127.0.0.1:1", "default_queries": False}, "no queries"),
     ({"prometheus": "http://127.0.0.1:1", "start": T0 + 10, "end": T0}, "is before start"),
+    ({"prometheus": "http://127.0.0.1:1", "name": "Not A Name"}, r"dataset name must match .* got 'Not A Name'"),
 ])
 def test_collect_checks_its_arguments(tmp_path, kwargs, message):
     with pytest.raises(ValueError, match=message):
         collect(tmp_path / "x", **kwargs)
+
+
+def test_collect_refuses_an_existing_folder_before_querying(tmp_path):
+    (tmp_path / "rec").mkdir()
+    with FakePrometheus(answer_with_name) as fake:
+        with pytest.raises(ValueError, match="exists; pass overwrite=True"):
+            collect(tmp_path / "rec", prometheus=fake.url, start=T0, end=T0, step=15)
+        assert fake.requests == []
+        ds = collect(tmp_path / "rec", prometheus=fake.url, start=T0, end=T0, step=15, overwrite=True,
+                     queries={"q": "up"}, default_queries=False)
+    assert load_dataset(tmp_path / "rec").frames.keys() == ds.frames.keys() == {"q"}
 
 
 def test_cli_collect(tmp_path, capsys):
