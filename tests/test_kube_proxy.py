@@ -406,3 +406,46 @@ def test_direct_scrapes_of_several_nodes():
     assert set(proxy.rule_counts["node"]) == {"node-a"}
     cluster = proxy.latency[proxy.latency["node"].isna()]
     assert cluster["metric"].tolist() == ["network_programming"] and cluster["observations"].tolist() == [6.0]
+
+
+LIVE = """
+name: live-text
+nodes:
+  - {name: node-a, zone: zone-a, proxy_mode: iptables-legacy}
+  - {name: node-b, zone: zone-b, proxy_mode: nftables}
+pods:
+  - {name: web-1, node: node-a, labels: {app: web}}
+  - {name: web-2, node: node-b, labels: {app: web}}
+services:
+  - {name: web, selector: {app: web}, ports: [{name: http, port: 80, targetPort: 8080, nodePort: 30082}]}
+traffic: {requests: 10}
+"""
+
+
+def test_the_labs_live_text_reads_into_both_catalogs():
+    # what `npanalytics lab up --serve-metrics` serves: KSM and each node's kube-proxy (instance=<node>)
+    # in one document (a stand-in topology, as in tests/test_lab_record.py: no root needed)
+    import types
+
+    from npanalytics.lab.record import live_metrics_text
+    from npanalytics.lab.scenario import load_scenario
+    from npanalytics.lab.topology import RuleLoad
+
+    sc = load_scenario(LIVE)
+    t0 = dt.datetime(2026, 11, 30, 23, 0, tzinfo=dt.timezone.utc)
+    flags = {p.name: {"ready": True, "serving": True, "terminating": False, "present": True} for p in sc.pods}
+    flags["web-2"] = {"ready": False, "serving": True, "terminating": True, "present": True}
+    topo = types.SimpleNamespace(
+        scenario=sc, events=[], pod_state_flags=lambda: flags,
+        rules_text={"node-a": "*nat\n-A KUBE-SERVICES -j KUBE-NODEPORTS\nCOMMIT\n",
+                    "node-b": "table ip kube-proxy {\n}\n"},
+        loads=[RuleLoad(n.name, n.proxy_mode, "initial sync", 0.01 * (i + 1), 10, "x", t0.isoformat())
+               for i, n in enumerate(sc.nodes)])
+    samples = read_metrics_text(live_metrics_text(topo, t0 + dt.timedelta(seconds=1)))
+    state = kube_state_frames(samples)
+    assert sorted(zip(state.endpoints["target_pod"], state.endpoints["ready"], state.endpoints["terminating"])) == [
+        ("web-1", True, False), ("web-2", False, True)]
+    proxy = kube_proxy_frames(samples, nodes=state.nodes)
+    assert dict(zip(proxy.status["node"], proxy.status["proxy_mode"])) == {"node-a": "iptables", "node-b": "nftables"}
+    sync = proxy.latency[proxy.latency["metric"] == "sync"].set_index("node")
+    assert sync["mean_seconds"].to_dict() == pytest.approx({"node-a": 0.01, "node-b": 0.02})
