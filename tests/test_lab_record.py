@@ -121,12 +121,18 @@ def test_dataset_saves_loads_and_rederives(need_root, recorded):
     loaded = load_dataset(path)  # checks every sha256 of the manifest
     assert set(loaded.frames) == {
         "conntrack_flows", "conntrack_stats", "proxy_services", "proxy_endpoints",
-        "proxy_endpoints_before_event_1", "ground_truth", "ground_truth_after_event_1", "rule_loads"}
+        "proxy_endpoints_before_event_1", "ground_truth", "ground_truth_after_event_1", "rule_loads",
+        "k8s_services", "k8s_endpoints", "k8s_pods", "k8s_nodes"}
     for frame, df in loaded.frames.items():
         validate_frame(df, loaded.kinds[frame])
         pd.testing.assert_frame_equal(df, loaded.rederive(frame), check_categorical=False)
-        assert set(df["node"].astype(str)) >= ({"node-a", "node-b"} if frame != "ground_truth_after_event_1"
-                                               else set()), frame
+        if frame in ("ground_truth_after_event_1", "k8s_services"):
+            continue
+        assert set(df["node"].astype(str)) >= {"node-a", "node-b"}, frame
+    # the API objects say what the scenario says: one endpoint per pod, on the pod's node
+    endpoints = loaded["k8s_endpoints"]
+    assert dict(zip(endpoints["target_pod"].astype(str), endpoints["node"].astype(str))) == {
+        p.name: p.node for p in result.scenario.pods}
     manifest = json.loads((path / "manifest.json").read_text())
     assert {"raw/node-a/iptables-save.txt", "raw/node-b/nft-ruleset.txt",
             "raw/node-a/before-event-1/iptables-save.txt", "raw/node-b/before-event-1/nft-ruleset.txt",

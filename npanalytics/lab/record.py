@@ -57,6 +57,7 @@ __all__ = [
     "GROUND_TRUTH_FORMAT",
     "RULE_LOADS_FORMAT",
     "record_run",
+    "k8s_derivations",
     "read_ground_truth",
     "read_rule_loads",
     "ground_truth_json",
@@ -494,6 +495,18 @@ def _k8s_files(sc: Any, moment: dt.datetime, flags: Mapping[str, Any], prefix: s
     return files
 
 
+def k8s_derivations(prefix: str = "raw/k8s/") -> dict[str, list[Any]]:
+    """The ``k8s_*`` frames of a recording, derived from the API lists saved at its end.
+
+    The frames are named after their kinds, so that analysis finds the cluster's
+    Services, EndpointSlices, pods and nodes as it would in a collected dataset.
+    """
+    from ..datasets import Derivation
+
+    files = dict(zip(("k8s_services", "k8s_endpoints", "k8s_pods", "k8s_nodes"), _K8S_KINDS))
+    return {kind: [Derivation("read_k8s_objects", f"{prefix}{name}.json", kind)] for kind, name in files.items()}
+
+
 def record_run(result: Any, name: str, description: str) -> Any:
     """Turn a lab run into a :class:`~npanalytics.datasets.Dataset` (frames parsed from raw files).
 
@@ -563,6 +576,7 @@ def record_run(result: Any, name: str, description: str) -> Any:
     end = result.traffic_finished or result.finished
     final_flags = result.events[-1]["pod_state"] if result.events else _initial_flags(sc)
     raw.update(_k8s_files(sc, end, final_flags, "raw/k8s/"))
+    derivations.update(k8s_derivations())
     if result.events:
         raw.update(_k8s_files(sc, start, _initial_flags(sc), "raw/k8s/start/"))
     rules_files = {n: next(f for f in result.dumps[n] if f in _RULES_READERS) for n in nodes}
