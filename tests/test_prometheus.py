@@ -206,6 +206,13 @@ def test_not_running_names_the_url():
     assert time.monotonic() - started < 5
 
 
+def test_credentials_in_the_url_stay_out_of_messages():
+    port = free_port()
+    with pytest.raises(CollectorError, match=rf"^http://127.0.0.1:{port}/api/v1/query: cannot query") as info:
+        get_prometheus_instant(connect_prometheus(f"http://admin:hunter2@127.0.0.1:{port}", retries=0), "up")
+    assert "hunter2" not in str(info.value) and "admin" not in str(info.value)
+
+
 def test_slower_than_the_timeout_fails_in_time():
     with FakePrometheus(lambda seen: Answer(body=success("vector", []), delay=3)) as fake:
         prom = connect_prometheus(fake.url, timeout=0.5, retries=3)

@@ -259,6 +259,7 @@ def _request(prom: PrometheusConnect, path: str, params: dict[str, str]) -> _Rep
     import requests
 
     url = f"{prom.url}{path}"
+    shown = _shown(url)
     query = params["query"]
     timeout = getattr(prom, "_timeout", None) or DEFAULT_TIMEOUT  # never wait forever
     if timeout:
@@ -280,11 +281,22 @@ def _request(prom: PrometheusConnect, path: str, params: dict[str, str]) -> _Rep
         body = response.content
     except requests.exceptions.RequestException as exc:
         if _timed_out(exc):
-            raise CollectorError(f"{url}: no answer within {timeout} s to query {query!r}") from None
-        raise CollectorError(f"{url}: cannot query Prometheus ({_reason(exc)}); query {query!r}") from None
+            raise CollectorError(f"{shown}: no answer within {timeout} s to query {query!r}") from None
+        raise CollectorError(f"{shown}: cannot query Prometheus ({_reason(exc)}); query {query!r}") from None
     if response.status_code != 200:
-        raise CollectorError(_http_error(url, query, response.status_code, body, _attempts(response)))
-    return _Reply(url, query, body)
+        raise CollectorError(_http_error(shown, query, response.status_code, body, _attempts(response)))
+    return _Reply(shown, query, body)
+
+
+def _shown(url: str) -> str:
+    """``url`` without a user and password, for messages."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url
+    host = parts.hostname or ""
+    host = f"[{host}]" if ":" in host else host
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
 
 
 def _timed_out(exc: BaseException) -> bool:
@@ -796,7 +808,7 @@ def get_prometheus_range(
         return reply.body
 
     bodies = _fetch_all(fetch, len(chunks), max_workers)
-    url = f"{prom.url}/api/v1/query_range"
+    url = _shown(f"{prom.url}/api/v1/query_range")
     parts = []
     for k, body in enumerate(bodies):
         try:
