@@ -31,7 +31,7 @@ from typing import Any
 
 import pandas as pd
 
-from .collectors.prometheus import Step, Time, connect_prometheus, get_prometheus_range
+from .collectors.prometheus import Step, Time, _shown, connect_prometheus, get_prometheus_range
 from .datasets import _NAME_RE as _DATASET_NAME
 from .datasets import Dataset, Derivation
 from .exceptions import NpaWarning
@@ -314,7 +314,7 @@ def collect(
     recording = {
         "what": "range queries against Prometheus, kept as the raw responses",
         "source": "prometheus",
-        "prometheus_url": getattr(prom, "url", str(prometheus)),
+        "prometheus_url": _shown(str(getattr(prom, "url", prometheus))),  # no user:password in the manifest
         "start_utc": start_at.isoformat(),
         "end_utc": end_at.isoformat(),
         "step": str(step),

@@ -42,8 +42,8 @@ def test_parse_time():
 
 def test_collect_writes_frames_raw_and_provenance(tmp_path):
     with FakePrometheus(answer_with_name) as fake:
-        ds = collect(tmp_path / "rec", prometheus=fake.url, start=T0, end=T0 + 60, step="30s",
-                     queries={"extra": "sum(up)"}, progress=False)
+        ds = collect(tmp_path / "rec", prometheus=fake.url.replace("://", "://u:secret@"), start=T0, end=T0 + 60,
+                     step="30s", queries={"extra": "sum(up)"}, progress=False)
         sent = {r.params["query"] for r in fake.requests}
     assert sent == set(DEFAULT_QUERIES.values()) | {"sum(up)"}
     again = load_dataset(tmp_path / "rec")
@@ -55,6 +55,7 @@ def test_collect_writes_frames_raw_and_provenance(tmp_path):
     assert again.recording["start_utc"] == "2023-11-14T22:13:20+00:00"
     assert again.recording["queries"]["extra"] == "sum(up)" and again.recording["step"] == "30s"
     assert ds.path == tmp_path / "rec"
+    assert again.recording["prometheus_url"] == fake.url and "secret" not in (tmp_path / "rec" / "manifest.json").read_text()
 
 
 def test_collect_shows_a_bar_only_when_asked_or_on_a_terminal(tmp_path, capfd):
