@@ -235,15 +235,6 @@ def test_metrics_load_sums_counter_increases_per_pod_across_resets():
         metrics_load(samples.drop(columns=["timestamp"]), SPN)
 
 
-def test_a_topic_module_not_written_yet_is_reported_missing(monkeypatch):
-    import importlib
-
-    analyze_module = importlib.import_module("npanalytics.analysis.analyze")  # the function shadows the module
-    monkeypatch.setattr(analyze_module, "TOPICS", (("future", "no_such_topic", "future_section"),))
-    a = analyze_module.analyze(npanalytics.load_dataset("node-sample"), n_boot=20)
-    assert a.missing["future"] == "not available yet: npanalytics.analysis.no_such_topic.future_section"
-
-
 def _from_api_objects(name: str) -> dict[str, pd.DataFrame]:
     """A scenario's flows and pod counts with its Kubernetes objects in place of the rules."""
     from npanalytics.collectors.k8s import read_k8s_objects

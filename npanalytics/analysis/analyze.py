@@ -22,8 +22,6 @@ what a user has of a live cluster); per-event windows with the rules of each win
 from __future__ import annotations
 
 import dataclasses
-import importlib
-import importlib.util
 import re
 from collections.abc import Mapping
 from typing import Any, Callable
@@ -32,6 +30,7 @@ import pandas as pd
 
 from ..datasets import Dataset
 from ..schemas import SCHEMAS, empty_frame, validate_frame
+from .affinity import affinity_section
 from .attribution import ALPHA, attribute_skew, sort_findings
 from .expected import client_node_mix, expected_shares, selection_from_rules, selection_from_spec
 from .load import (
@@ -44,27 +43,28 @@ from .load import (
     rules_load,
     topology_from_recording,
 )
+from .diagnostics import diagnose
+from .longlived import long_lived_section
+from .overhead import overhead_section
+from .pressure import pressure_section
 from .result import Analysis
 from .skew import skew_table
 
 __all__ = ["TOPICS", "analyze"]
 
-TOPICS = (
-    ("affinity", "affinity", "affinity_section"),
-    ("long_lived", "longlived", "long_lived_section"),
-    ("overhead", "overhead", "overhead_section"),
-    ("conntrack_pressure", "pressure", "pressure_section"),
+TOPICS: tuple[tuple[str, Callable[..., Any]], ...] = (
+    ("affinity", affinity_section),
+    ("long_lived", long_lived_section),
+    ("overhead", overhead_section),
+    ("conntrack_pressure", pressure_section),
 )
-"""``(section name, module of npanalytics.analysis, function)`` of each topic. Each
-function takes the frames by name and returns ``(section or None, findings, missing
-reason or None)``."""
+"""``(section name, function)`` of each topic. Each function takes the frames by name
+and returns ``(section or None, findings, missing reason or None)``; a topic with
+several frames (overhead) returns dicts by section name instead."""
 
 REQUEST_METRICS = "request_metrics"
 """Name of an optional ``prom_samples`` frame: a per-pod request counter (label ``pod``),
 read as the ``metrics`` source (:func:`~npanalytics.analysis.load.metrics_load`)."""
-
-DIAGNOSTICS = ("diagnostics", "diagnose")
-"""``(module, function)`` of the diagnostics: ``diagnose(frames) -> findings``."""
 
 # Which measure of each source the skew compares (the schema of kind skew: connections,
 # requests for ground truth).
@@ -92,14 +92,6 @@ def _kind_of(name: str) -> str | None:
         return name
     m = _EVENT_FRAME.match(name)
     return m.group("kind") if m and m.group("kind") in SCHEMAS else None
-
-
-def _topic(module: str, function: str) -> Callable[..., Any] | None:
-    """The topic function, or None while its module is not written yet."""
-    name = f"{__package__}.{module}"
-    if importlib.util.find_spec(name) is None:
-        return None
-    return getattr(importlib.import_module(name), function)
 
 
 def _by_kind(frames: Mapping[str, pd.DataFrame], kinds: Mapping[str, str], kind: str) -> pd.DataFrame | None:
@@ -308,13 +300,9 @@ def _pods_own_counts(inp: _Inputs) -> list[pd.DataFrame]:
 
 def _topic_sections(frames: Mapping[str, pd.DataFrame], sections: dict[str, pd.DataFrame],
                     missing: dict[str, str]) -> pd.DataFrame:
-    """Run each topic module present and the diagnostics; fill sections and missing; their findings."""
+    """Run each topic and the diagnostics; fill sections and missing; return their findings."""
     found = [empty_frame("findings")]
-    for section, module, function in TOPICS:
-        fn = _topic(module, function)
-        if fn is None:  # integration point: the module is written in parallel (issue #6)
-            missing[section] = f"not available yet: npanalytics.analysis.{module}.{function}"
-            continue
+    for section, fn in TOPICS:
         frame, findings, reason = fn(frames)
         # a topic with several frames (overhead: "overhead" and "overhead_fit") returns dicts by section
         if isinstance(frame, Mapping):
@@ -326,9 +314,9 @@ def _topic_sections(frames: Mapping[str, pd.DataFrame], sections: dict[str, pd.D
         elif reason:
             missing[section] = reason
         found.append(validate_frame(findings, "findings"))
-    diagnose = _topic(*DIAGNOSTICS)
-    if diagnose is not None:
-        found.append(validate_frame(diagnose(frames), "findings"))
+    # the diagnostics read the NodePort path computed above (endpoints placed on nodes
+    # from the cluster's objects or the lab's topology) for the cross-node hop shares
+    found.append(validate_frame(diagnose(frames, node_path=sections.get("node_path")), "findings"))
     return concat_frames(found, "findings")
 
 

@@ -53,9 +53,12 @@ class Analysis:
     skew_summary : pandas.DataFrame
         Kind ``skew_summary``: the skew statistics and the G-test per Service port.
     sections : dict of str to pandas.DataFrame
-        Further results by topic, present only when the dataset allows them:
-        ``"affinity"``, ``"long_lived"``, ``"overhead"``, ``"overhead_fit"``,
-        ``"conntrack_pressure"``, ``"node_path"`` (local vs forwarded per entry node).
+        Further results by topic, present only when the dataset allows them (the
+        kind of each is in parentheses): ``"load"`` (``backend_load``: load per
+        backend and source), ``"node_path"`` (local vs forwarded per entry node),
+        ``"affinity"``, ``"long_lived"``, ``"overhead"`` and ``"overhead_fit"`` (a lab
+        sweep), ``"control_plane"`` (sync time against rule count) and
+        ``"conntrack_pressure"``.
     missing : dict of str to str
         For each topic that could not be computed, what is missing and how to
         collect it (shown by the report in place of the section).
