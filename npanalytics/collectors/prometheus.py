@@ -512,8 +512,13 @@ def _parse_fast(name: str, body: bytes) -> _Parsed | None:
     except ValueError:
         return None
     del pieces
-    text = bytearray(b",")
-    text += b",".join(view[begin:end] for begin, end in spans)
+    text = bytearray(int((ends - begins + 1).sum()))  # ",<span>,<span>...", copied once
+    into, at = memoryview(text), 0
+    for begin, end in spans:
+        into[at] = ord(",")
+        into[at + 1:at + 1 + end - begin] = view[begin:end]
+        at += 1 + end - begin
+    del into
     buf = np.frombuffer(text, dtype=np.uint8)
     row_end = _positions(buf, ord("]"))
     starts = np.concatenate([[0], np.cumsum(ends - begins + 1)[:-1]]) + 1
