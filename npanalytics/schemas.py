@@ -616,7 +616,7 @@ _AFFINITY = FrameSpec(
         _c("flows", "int64", "flows", "conntrack flows of the client to the Service port"),
         _c("client_share", "float64", "ratio", "flows / all flows of the Service port"),
         _c("top_backend", "category", "", "backend (endpoint address) that got most of the client's flows"),
-        _c("top_backend_share", "float64", "ratio", "the client's flows to the top backend of the node they entered, summed over its nodes / its flows (affinity is per node)"),
+        _c("pinned_share", "float64", "ratio", "share of the client's flows that went to the busiest backend of the node they entered (affinity state is per node, so a client can be pinned to a different pod on each node; 1 = fully pinned)"),
         _c("backends", "int64", "", "distinct backends the client reached"),
         _c("nodes", "int64", "", "distinct entry nodes the client came through"),
         _c("max_backends_per_node", "int64", "", "most distinct backends the client reached through one node"),

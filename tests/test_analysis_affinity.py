@@ -30,7 +30,7 @@ def test_few_clients_yield_affinity_concentration(few_clients):
     nat = section.set_index(section["client"].astype(str)).loc["198.18.0.200"]
     assert nat["flows"] == 1200 and nat["client_share"] == pytest.approx(0.75)
     # each node pins each client to one pod, but the two nodes pick different pods
-    assert (section["top_backend_share"] == 1.0).all()
+    assert (section["pinned_share"] == 1.0).all()
     assert section["node_local_affinity"].all()
     assert (section["max_backends_per_node"] == 1).all() and (section["backends"] == 2).all()
     # exp(entropy) of (0.75, 0.125, 0.125)

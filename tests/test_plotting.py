@@ -355,7 +355,7 @@ def affinity_frame():
     for client, flows, top, backend in (("198.18.9.1", 60, 1.0, "10.0.0.1"), ("198.18.9.2", 30, 0.5, "10.0.0.2"),
                                         ("198.18.9.3", 10, 1.0, "10.0.0.1")):
         rows.append({"service_port_name": SPN, "client": client, "session_affinity": "ClientIP", "flows": flows,
-                     "client_share": flows / 100, "top_backend": backend, "top_backend_share": top, "backends": 1,
+                     "client_share": flows / 100, "top_backend": backend, "pinned_share": top, "backends": 1,
                      "nodes": 1, "max_backends_per_node": 1, "node_local_affinity": False, "snat_ratio": 0.0,
                      "service_clients": 3, "effective_clients": 2.45, "service_backends": 2, "backend_cv": 0.4,
                      "no_affinity_cv": 0.1, "affinity_cv": 0.5, "p_value": 0.001})
@@ -364,12 +364,12 @@ def affinity_frame():
 
 def test_affinity_splits_each_clients_flows_at_its_top_backend():
     ax = plot_affinity(affinity_frame(), SPN)
-    (top,) = by_label(ax, "flows on the client's top backend")
-    (rest,) = by_label(ax, "flows on other backends")
+    (top,) = by_label(ax, "flows pinned (to the busiest backend of their entry node)")
+    (rest,) = by_label(ax, "flows elsewhere")
     assert [p.get_width() for p in top.patches] == [10, 15, 60]  # busiest client on top (last)
     assert [(p.get_x(), p.get_width()) for p in rest.patches][1] == (15, 15)
     assert [t.get_text() for t in ax.get_yticklabels()] == ["198.18.9.3", "198.18.9.2", "198.18.9.1"]
-    assert [t.get_text() for t in ax.texts] == ["→ 10.0.0.1", "→ 10.0.0.2", "→ 10.0.0.1"]
+    assert [t.get_text() for t in ax.texts] == ["most to 10.0.0.1", "most to 10.0.0.2", "most to 10.0.0.1"]
     assert "2.5 effective of 3 clients" in ax.get_title()
     with pytest.raises(ValueError, match="service_port_name"):
         plot_affinity(affinity_frame(), "default/nope:http")

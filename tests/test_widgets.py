@@ -170,7 +170,7 @@ def test_affinity_explorer_draws_the_node_path_and_says_what_is_missing(analysis
 
 def test_affinity_explorer_draws_the_clients(analysis):
     rows = [{"service_port_name": spn, "client": client, "session_affinity": "ClientIP", "flows": flows,
-             "client_share": 0.5, "top_backend": "10.0.0.1", "top_backend_share": 1.0, "backends": 1, "nodes": 1,
+             "client_share": 0.5, "top_backend": "10.0.0.1", "pinned_share": 1.0, "backends": 1, "nodes": 1,
              "max_backends_per_node": 1, "node_local_affinity": False, "snat_ratio": 0.0, "service_clients": 2,
              "effective_clients": 2.0, "service_backends": 2, "backend_cv": 0.0, "no_affinity_cv": 0.1,
              "affinity_cv": 0.5, "p_value": 0.5}
@@ -178,11 +178,11 @@ def test_affinity_explorer_draws_the_clients(analysis):
     analysis.sections["affinity"] = frame_from_records(rows, "affinity")
     explorer = AffinityExplorer(analysis)
     explorer.service.value = WEB
-    (top,) = [c for c in explorer.figure.axes[0].containers if c.get_label().startswith("flows on the client")]
+    (top,) = [c for c in explorer.figure.axes[0].containers if c.get_label().startswith("flows pinned")]
     assert [p.get_width() for p in top.patches] == [5, 7]
     assert "198.18.9.1" in explorer.table.value and "198.18.9.3" not in explorer.table.value
     explorer.service.value = API
-    (top,) = [c for c in explorer.figure.axes[0].containers if c.get_label().startswith("flows on the client")]
+    (top,) = [c for c in explorer.figure.axes[0].containers if c.get_label().startswith("flows pinned")]
     assert [p.get_width() for p in top.patches] == [3]
 
 

@@ -151,7 +151,7 @@ def _per_service(spn: str, part: pd.DataFrame, affinity: str | None,
             "flows": counts.to_numpy(dtype="int64"),
             "client_share": counts.to_numpy(dtype="float64") / total,
             "top_backend": top_backend.reindex(counts.index).to_numpy(),
-            "top_backend_share": (top / counts).reindex(counts.index).to_numpy(dtype="float64"),
+            "pinned_share": (top / counts).reindex(counts.index).to_numpy(dtype="float64"),
             "backends": per_client["backend"].nunique().to_numpy(dtype="int64"),
             "nodes": per_client["node"].nunique().to_numpy(dtype="int64"),
             "max_backends_per_node": per_node.groupby(level="client").max().reindex(counts.index)
@@ -183,7 +183,7 @@ def _finding(rows: pd.DataFrame) -> dict | None:
     few = r["effective_clients"] < 5 * r["service_backends"]
     if not (skewed or few):
         return None
-    top_share = float((rows["top_backend_share"] * rows["flows"]).sum() / rows["flows"].sum())
+    top_share = float((rows["pinned_share"] * rows["flows"]).sum() / rows["flows"].sum())
     dominant = rows.loc[(rows["client_share"] >= DOMINANT_CLIENT_SHARE) & (r["service_clients"] > 1)]
     evidence = (
         f"{r['effective_clients']:.1f} effective clients ({r['service_clients']} client addresses) over "
@@ -214,7 +214,7 @@ def _finding(rows: pd.DataFrame) -> dict | None:
 
 _COLUMNS = [
     "service_port_name", "client", "session_affinity", "flows", "client_share", "top_backend",
-    "top_backend_share", "backends", "nodes", "max_backends_per_node", "node_local_affinity",
+    "pinned_share", "backends", "nodes", "max_backends_per_node", "node_local_affinity",
     "snat_ratio", "service_clients", "effective_clients", "service_backends", "backend_cv",
     "no_affinity_cv", "affinity_cv", "p_value",
 ]

@@ -12,8 +12,8 @@ from ._common import axes, check_option
 
 __all__ = ["plot_affinity"]
 
-TOP_LABEL = "flows on the client's top backend"
-REST_LABEL = "flows on other backends"
+TOP_LABEL = "flows pinned (to the busiest backend of their entry node)"
+REST_LABEL = "flows elsewhere"
 
 
 def plot_affinity(affinity: pd.DataFrame, service_port_name: str, *, ax: Any = None) -> Any:
@@ -32,8 +32,8 @@ def plot_affinity(affinity: pd.DataFrame, service_port_name: str, *, ax: Any = N
     -------
     matplotlib.axes.Axes
         One bar per client, busiest on top, split into ``flows x
-        top_backend_share`` (dark, labelled with the top backend) and the rest
-        (light); the title gives the effective and actual number of clients from
+        pinned_share`` (dark) and the rest (light), labelled with the backend
+        that got most of the client's flows; the title gives the effective and actual number of clients from
         the frame.
     """
     validate_frame(affinity, "affinity")
@@ -42,13 +42,13 @@ def plot_affinity(affinity: pd.DataFrame, service_port_name: str, *, ax: Any = N
     rows = affinity[affinity["service_port_name"].astype("str") == service_port_name]
     rows = rows.sort_values(["flows", "client"], ascending=[True, False])
     flows = rows["flows"].to_numpy(dtype="float64")
-    on_top = flows * rows["top_backend_share"].to_numpy(dtype="float64")
+    on_top = flows * rows["pinned_share"].to_numpy(dtype="float64")
     y = np.arange(len(rows))
     ax = axes(ax)
     ax.barh(y, on_top, color="tab:purple", label=TOP_LABEL)
     ax.barh(y, flows - on_top, left=on_top, color="tab:purple", alpha=0.3, label=REST_LABEL)
     for yi, width, backend in zip(y, flows, rows["top_backend"].astype("str")):
-        ax.annotate(f"→ {backend}", (width, yi), xytext=(4, 0), textcoords="offset points", va="center",
+        ax.annotate(f"most to {backend}", (width, yi), xytext=(4, 0), textcoords="offset points", va="center",
                     fontsize="small")
     ax.set_yticks(y, [str(c) for c in rows["client"]])
     ax.set_xlabel("conntrack flows")

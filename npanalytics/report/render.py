@@ -69,7 +69,7 @@ SECTION_TEXT: dict[str, tuple[str, str]] = {
 
 BRIEF_COLUMNS: dict[str, tuple[str, ...]] = {
     "affinity": ("service_port_name", "client", "session_affinity", "flows", "client_share", "top_backend",
-                 "top_backend_share", "backends", "snat_ratio", "p_value"),
+                 "pinned_share", "backends", "snat_ratio", "p_value"),
     "long_lived": ("service_port_name", "source", "window", "backend", "connections", "connection_share",
                    "load_share", "expected_share", "starved"),
     "overhead": ("proxy_mode", "services", "attempts", "failures", "p50_us", "p99_us", "load_seconds"),
