@@ -2,7 +2,8 @@
 
 The samples in tests/data/iptables/ were recorded from the real tools by
 tests/data/iptables/record.py (iptables 1.8.9, legacy and nft, in npa-ipt-*
-namespaces, with 30 real UDP flows to kube-system/dns). ``fragment-web.txt`` is
+namespaces, with 30 real UDP flows to kube-system/dns; the ``affinity.*`` set
+with 24 flows from 4 client addresses to a ClientIP-affinity Service). ``fragment-web.txt`` is
 cut from ``mixed.legacy.save-c.txt`` and roughed up by hand (tab, elisions,
 comment, no table header, no COMMIT, one SEP chain missing); the ``broken-*``
 files are hand-made.
@@ -36,6 +37,9 @@ NAT_ONLY = [f"{s}.{f}.{k}.txt" for s in ("mixed", "large") for f in ("legacy", "
             for k in ("nat-S", "nat-Sv")]
 RESTORE = ["mixed.restore.txt", "large.restore.txt"]
 WITH_COUNTERS = [n for n in SAVED + NAT_ONLY if n.endswith(("save-c.txt", "nat-Sv.txt"))]
+AFFINITY = [f"affinity.{f}.{k}.txt" for f in ("legacy", "nft") for k in ("save", "save-c", "nat-S", "nat-Sv")]
+AFFINITY_CLIENTS = (3, 5, 7, 9)  # flows record.py sent from each of 4 client addresses
+COUNTER_COLUMNS = ("packets", "bytes", "affinity_packets", "affinity_bytes")
 
 
 def row(df: pd.DataFrame, name: str) -> pd.Series:
@@ -125,12 +129,84 @@ def test_counters(name):
     # each flow is one 29-byte datagram (20 IP + 8 UDP + 1 payload)
     assert (dns["bytes"] == 29 * dns["packets"]).all()
     assert (eps(e, "default/web:http")["packets"] == 0).all()
+    # only shop/cart:grpc has affinity checks; nothing was sent to it
+    cart = e["service_port_name"] == "shop/cart:grpc"
+    assert (e.loc[cart, "affinity_packets"] == 0).all() and (e.loc[cart, "affinity_bytes"] == 0).all()
+    assert e.loc[~cart, "affinity_packets"].isna().all() and e.loc[~cart, "affinity_bytes"].isna().all()
 
 
 @pytest.mark.parametrize("name", [n for n in SAVED + NAT_ONLY + RESTORE if n not in WITH_COUNTERS])
 def test_no_counters_means_na(name):
     e = read_iptables_save(DATA / name).endpoints
-    assert e["packets"].isna().all() and e["bytes"].isna().all()
+    for column in COUNTER_COLUMNS:
+        assert e[column].isna().all(), column
+
+
+_DUMP_COUNTERS = re.compile(r"^(?:\[(\d+):(\d+)\] )?-A (KUBE-\S+) .*?(?: -c (\d+) (\d+))? -j (\S+)")
+
+
+def dump_counters(text: str) -> tuple[dict, dict]:
+    """From the dump text alone: per SEP chain, the counters of its affinity check and of its DNAT rule."""
+    checks, dnats = {}, {}
+    for line in text.splitlines():
+        m = _DUMP_COUNTERS.match(line)
+        if m is None:
+            continue
+        pk, by = (m[1], m[2]) if m[1] is not None else (m[4], m[5])
+        if "--rcheck" in line:
+            checks[m[6]] = (int(pk), int(by))
+        elif m[6] == "DNAT":
+            dnats[m[3]] = (int(pk), int(by))
+    return checks, dnats
+
+
+@pytest.mark.parametrize("name", [n for n in AFFINITY if n.endswith(("save-c.txt", "nat-Sv.txt"))])
+def test_affinity_counters(name):
+    """The counters of the recent --rcheck rules: returning clients, per endpoint."""
+    text = (DATA / name).read_text()
+    rules = read_iptables_save(text)
+    e = rules.endpoints
+    assert rules.report.lines_skipped == 0
+    assert e["endpoint_ip"].tolist() == ["198.18.73.1", "198.18.73.2", "198.18.73.3"]
+    checks, dnats = dump_counters(text)
+    assert len(checks) == len(dnats) == 3
+    chains = e["endpoint_chain"].astype(str)
+    assert e["affinity_packets"].tolist() == [checks[c][0] for c in chains]
+    assert e["affinity_bytes"].tolist() == [checks[c][1] for c in chains]
+    # every new flow went through exactly one of the two rules of its endpoint, then its DNAT
+    assert (e["packets"] + e["affinity_packets"]).tolist() == [dnats[c][0] for c in chains]
+    # each client's first flow is a random choice, its other flows return through affinity
+    assert e["packets"].sum() == len(AFFINITY_CLIENTS)
+    assert e["affinity_packets"].sum() == sum(AFFINITY_CLIENTS) - len(AFFINITY_CLIENTS)
+    assert (e["affinity_bytes"] == 29 * e["affinity_packets"]).all()  # 1-byte UDP datagrams
+
+
+def test_affinity_counters_as_printed():
+    """affinity.legacy.save-c.txt, its numbers copied from the dump text by hand."""
+    e = read_iptables_save(DATA / "affinity.legacy.save-c.txt").endpoints
+    # [8:232] / [8:232] / [4:116] on the --rcheck rules; [1:29] / [2:58] / [1:29] on the random choices
+    assert e["affinity_packets"].tolist() == [8, 8, 4] and e["affinity_bytes"].tolist() == [232, 232, 116]
+    assert e["packets"].tolist() == [1, 2, 1] and e["bytes"].tolist() == [29, 58, 29]
+
+
+@pytest.mark.parametrize("name", AFFINITY + ["affinity.restore.txt"])
+def test_affinity_sample_paths_agree(name):
+    """Fast path and full grammar give the same affinity counters; without counters they are NA."""
+    from npanalytics.collectors import iptables as mod
+
+    text = (DATA / name).read_text()
+    fast = read_iptables_save(text)
+    r = mod._Reader()
+    for lineno, line in enumerate(text.splitlines(), 1):
+        r.line(line, lineno)
+    services, endpoints = mod._frames(r)
+    pd.testing.assert_frame_equal(fast.services, services)
+    pd.testing.assert_frame_equal(fast.endpoints, endpoints)
+    svc = row(fast.services, "shop/session:udp")
+    assert svc["session_affinity"] == "ClientIP" and svc["session_affinity_timeout_seconds"] == 10800
+    if not name.endswith(("save-c.txt", "nat-Sv.txt")):
+        assert fast.endpoints["affinity_packets"].isna().all()
+        assert fast.endpoints["affinity_bytes"].isna().all()
 
 
 def test_all_forms_agree():
@@ -139,7 +215,7 @@ def test_all_forms_agree():
     for name in SAVED[:2] + SAVED[4:6] + ["large.restore.txt"]:
         other = read_iptables_save(DATA / name)
         pd.testing.assert_frame_equal(other.services, ref.services)
-        cols = [c for c in ref.endpoints.columns if c not in ("packets", "bytes")]
+        cols = [c for c in ref.endpoints.columns if c not in COUNTER_COLUMNS]
         pd.testing.assert_frame_equal(other.endpoints[cols], ref.endpoints[cols])
 
 
@@ -385,6 +461,9 @@ def test_render_then_read_round_trip(sps, comments, cidr):
                 assert got["endpoint_port"].tolist() == [x.port for x in want]
                 assert got["local"].tolist() == [local] * len(want)
                 assert got["probability"].tolist() == pytest.approx([1 / len(want)] * len(want), abs=1e-9)
+                # saved_form puts counters on every rule, the restore input has none
+                has_checks = sp.session_affinity == "ClientIP" and form is not text
+                assert got["affinity_packets"].notna().tolist() == [has_checks] * len(want)
                 affinity = sp.affinity_timeout_seconds if sp.session_affinity == "ClientIP" else None
                 assert r["session_affinity"] == sp.session_affinity
                 assert (None if pd.isna(r["session_affinity_timeout_seconds"])
@@ -458,7 +537,7 @@ def test_live_save_matches_recorded(need_root, need_binary, flavour, tmp_path):
     recorded = read_iptables_save(DATA / f"mixed.{flavour}.save-c.txt")
     pd.testing.assert_frame_equal(live.services, recorded.services)
     assert (live.endpoints["packets"] == 0).all()
-    cols = [c for c in live.endpoints.columns if c not in ("packets", "bytes")]
+    cols = [c for c in live.endpoints.columns if c not in COUNTER_COLUMNS]
     pd.testing.assert_frame_equal(live.endpoints[cols], recorded.endpoints[cols])
 
 

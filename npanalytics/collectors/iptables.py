@@ -142,6 +142,17 @@ def _target(tokens: list[str]) -> str | None:
     return None
 
 
+def _dash_c(body: str) -> tuple[int, int] | None:
+    """The counters ``-c PACKETS BYTES`` of an ``iptables -S -v`` rule, None without them."""
+    c = body.find("-c ")
+    if c < 0 or (c > 0 and body[c - 1] != " "):
+        return None
+    pk = body[c + 3:].split(None, 2)
+    if len(pk) < 2 or not pk[0].isdigit() or not pk[1].isdigit():
+        raise _BadRule("counters '-c PACKETS BYTES'")
+    return int(pk[0]), int(pk[1])
+
+
 def _port(text: str | None, what: str) -> int | None:
     if text is None:
         return None
@@ -176,6 +187,8 @@ class _Reader:
         # LB chain -> list of (sep_chain, probability string, packets, bytes, comment endpoint, lineno)
         self.lb: dict[str, list[tuple]] = {}
         self.affinity: dict[str, int] = {}
+        # LB chain -> {SEP chain: [counters of its affinity checks]} ('[p:b]', (p, b) or None)
+        self.affinity_counters: dict[str, dict[str, list]] = {}
         # SEP chain -> (ip, port, protocol)
         self.seps: dict[str, tuple[str | None, int | None, str | None]] = {}
         self.prob_cache: dict[str, float] = {"1": 1.0}
@@ -355,6 +368,8 @@ class _Reader:
                     if not secs.isdigit():
                         raise _BadRule("a whole number of seconds after --seconds")
                     seconds = int(secs)
+                    if counters is None:
+                        counters = _dash_c(body)
             else:
                 k = body.find("--probability ")
                 prob = _word(body, k + 14) if k >= 0 else "1"
@@ -367,12 +382,7 @@ class _Reader:
                         raise _BadRule("a probability in (0, 1]")
                     self.prob_cache[prob] = probability_from_saved(value)
                 if counters is None:
-                    c = body.find("-c ")
-                    if c >= 0 and (c == 0 or body[c - 1] == " "):
-                        pk = body[c + 3:].split(None, 2)
-                        if len(pk) < 2 or not pk[0].isdigit() or not pk[1].isdigit():
-                            raise _BadRule("counters '-c PACKETS BYTES'")
-                        counters = (int(pk[0]), int(pk[1]))  # iptables -S -v
+                    counters = _dash_c(body)
         s = self.svcs.get(chain[9:])
         if s is None:
             s = self.svc(chain[9:])
@@ -380,6 +390,7 @@ class _Reader:
             self.chain_of(s, chain)
         if seconds is not None:
             self.affinity[chain] = seconds
+            self.affinity_counters.setdefault(chain, {}).setdefault(target, []).append(counters)
         elif prob is not None:
             if comment is not None:
                 name, arrow, endpoint = comment.partition(" -> ")
@@ -593,7 +604,13 @@ def read_iptables_save(source: Source, *, on_bad_line: OnBadLine = "raise") -> P
     :func:`~npanalytics.collectors._proxy.probability_from_saved` (1.0 for a rule
     without one), and ``probability = p_i * prod(1 - p_j, j < i)``. ``packets``
     and ``bytes`` are the counters of that jump rule (``[p:b]`` prefix or ``-c p
-    b``), NA when the dump has none.
+    b``), NA when the dump has none. Under ClientIP affinity those jumps see only
+    the random choices: a returning client takes the ``-m recent --rcheck``
+    rule of its endpoint at the top of the chain instead. ``affinity_packets``
+    and ``affinity_bytes`` are the counters of those checks (summed if a chain
+    has several for one SEP chain), so the new connections an endpoint got from
+    a chain are ``packets + affinity_packets``; NA for a chain without affinity
+    checks, or a dump without counters.
 
     **What is rejected.** Lines no tool prints: text that is not a rule, chain
     line, table header, COMMIT, comment or elision; malformed counters; an
@@ -712,8 +729,16 @@ def _scan(lines: list[str], r: _Reader, bad: BadLines, *, strict: bool) -> bool:
                         k = rest.find("-m recent --rcheck --seconds ")
                         if k >= 0:
                             secs = rest[k + 29:].partition(" ")[0]
-                            if secs.isdigit():
+                            if secs.isdigit() and (head is not None or "-c " not in rest):
                                 r.affinity[chain] = int(secs)
+                                checks = r.affinity_counters.get(chain)
+                                if checks is None:
+                                    checks = r.affinity_counters[chain] = {}
+                                seen = checks.get(target)
+                                if seen is None:
+                                    checks[target] = [head]
+                                else:
+                                    seen.append(head)
                                 continue
                         elif (
                             "--comment" not in rest and "-m recent" not in rest
@@ -795,21 +820,49 @@ def _endpoint_columns(r: _Reader) -> dict:
     packets: list = []
     nbytes: list = []
     for h in heads:
-        if h is None:
-            packets.append(None)
-            nbytes.append(None)
-        elif type(h) is str:
-            pk, _, by = h[1:-1].partition(":")
-            packets.append(int(pk))
-            nbytes.append(int(by))
-        else:
-            packets.append(h[0])
-            nbytes.append(h[1])
+        pk, by = _counter_values(h)
+        packets.append(pk)
+        nbytes.append(by)
+    chain_of_row = [chains[c] for c in chain_code.tolist()]
+    affinity_packets, affinity_bytes = _affinity_columns(r.affinity_counters, chain_of_row, targets)
     return {
         "chains": chains, "chain_code": chain_code, "targets": targets, "position": position,
         "rule_p": rule_p, "probability": probability, "ips": ips, "ports": ports,
         "packets": packets, "bytes": nbytes, "lengths": lengths,
+        "affinity_packets": affinity_packets, "affinity_bytes": affinity_bytes,
     }
+
+
+def _counter_values(head: str | tuple[int, int] | None) -> tuple[int | None, int | None]:
+    """``(packets, bytes)`` of a ``[p:b]`` prefix or a parsed ``-c p b``; NAs without counters."""
+    if head is None:
+        return None, None
+    if type(head) is str:
+        pk, _, by = head[1:-1].partition(":")
+        return int(pk), int(by)
+    return head[0], head[1]
+
+
+def _affinity_columns(
+    checks: dict[str, dict[str, list]], chains: list[str], targets: list[str]
+) -> tuple[list, list]:
+    """Per endpoint row: the summed counters of the affinity checks of its chain that jump to its SEP.
+
+    NA when the chain has no affinity check for that SEP chain, or a check has no counters.
+    """
+    packets: list = []
+    nbytes: list = []
+    for chain, target in zip(chains, targets):
+        heads = checks.get(chain, {}).get(target) if checks else None
+        pk: int | None = None
+        by: int | None = None
+        if heads:
+            values = [_counter_values(h) for h in heads]
+            if all(v[0] is not None for v in values):
+                pk, by = sum(v[0] for v in values), sum(v[1] for v in values)
+        packets.append(pk)
+        nbytes.append(by)
+    return packets, nbytes
 
 
 def _frames(r: _Reader) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -927,6 +980,8 @@ def _frames(r: _Reader) -> tuple[pd.DataFrame, pd.DataFrame]:
             "inactive_connections": pd.array([None] * m, dtype="Int64"),
             "packets": pd.array(e["packets"], dtype="Int64"),
             "bytes": pd.array(e["bytes"], dtype="Int64"),
+            "affinity_packets": pd.array(e["affinity_packets"], dtype="Int64"),
+            "affinity_bytes": pd.array(e["affinity_bytes"], dtype="Int64"),
         }
     )
     order = np.lexsort((e["position"], chain_local[code], svc_code))

@@ -15,6 +15,15 @@ so the nat counters move), and saves:
 - ``<set>.<flavour>.nat-S.txt``     ``iptables -t nat -S``
 - ``<set>.<flavour>.nat-Sv.txt``    ``iptables -t nat -S -v``
 
+A third set, ``affinity``, holds one UDP Service with ClientIP affinity
+(``shop/session:udp``, 3 endpoints) and gets its traffic from 4 client
+addresses on lo (198.18.20.11-14) sending 3, 5, 7 and 9 flows: each client's
+first flow is a random choice (``statistic`` rules, then ``recent --set`` in the
+SEP chain), the others match the ``recent --rcheck`` rule of its endpoint, so
+the affinity checks' counters move.
+
+    .venv/bin/python tests/data/iptables/record.py affinity   # only that set
+
 Safety: only namespaces it creates (deleted in ``finally``), addresses from
 198.18.0.0/15 (lo in the namespace gets 198.18.20.1/24; ClusterIPs 198.19.0.0/16
 and pods 198.18.64.0/18 are routed to lo inside the namespace), no kernel module,
@@ -38,6 +47,9 @@ NODE = "node-a"
 CLUSTER_CIDR = "198.18.64.0/18"
 DNS_IP = "198.19.0.10"
 FLOWS = 30
+SESSION_IP = "198.19.0.30"
+# (client address, flows) of the affinity set
+AFFINITY_CLIENTS = (("198.18.20.11", 3), ("198.18.20.12", 5), ("198.18.20.13", 7), ("198.18.20.14", 9))
 
 
 def service_ports() -> list[ServicePort]:
@@ -70,6 +82,28 @@ def service_ports() -> list[ServicePort]:
     ]
 
 
+def affinity_service_ports() -> list[ServicePort]:
+    """The affinity set: one UDP Service port with ClientIP affinity and 3 endpoints."""
+    return [
+        ServicePort("shop", "session", "udp", "udp", SESSION_IP, 5000, session_affinity="ClientIP",
+                    endpoints=tuple(Endpoint(f"198.18.73.{i}", 5000, "node-b") for i in (1, 2, 3))),
+    ]
+
+
+def sender(target: str, port: int, flows: list[tuple[str | None, int]]) -> str:
+    """Python source sending one 1-byte datagram per new socket, from each (source, count)."""
+    return (
+        "import socket\n"
+        f"for src, n in {flows!r}:\n"
+        "    for _ in range(n):\n"
+        "        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+        "        if src:\n"
+        "            s.bind((src, 0))\n"
+        f"        s.sendto(b'x', ('{target}', {port}))\n"
+        "        s.close()\n"
+    )
+
+
 def run(*cmd: str, stdin: str | None = None) -> str:
     return subprocess.run(cmd, input=stdin, text=True, check=True, capture_output=True, timeout=30).stdout
 
@@ -84,14 +118,13 @@ def record(ruleset: str, text: str, flavour: str, n: int) -> None:
         run(*exe, "ip", "route", "add", "198.19.0.0/16", "dev", "lo", "src", "198.18.20.1")
         run(*exe, "ip", "route", "add", CLUSTER_CIDR, "dev", "lo", "src", "198.18.20.1")
         run(*exe, f"iptables-{flavour}-restore", stdin=text)
-        sender = (
-            "import socket\n"
-            f"for _ in range({FLOWS}):\n"
-            "    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
-            f"    s.sendto(b'x', ('{DNS_IP}', 53))\n"
-            "    s.close()\n"
-        )
-        subprocess.run([*exe, sys.executable, "-c", sender], check=True, timeout=2)
+        if ruleset == "affinity":
+            for address, _ in AFFINITY_CLIENTS:
+                run(*exe, "ip", "addr", "add", f"{address}/32", "dev", "lo")
+            code = sender(SESSION_IP, 5000, list(AFFINITY_CLIENTS))
+        else:
+            code = sender(DNS_IP, 53, [(None, FLOWS)])
+        subprocess.run([*exe, sys.executable, "-c", code], check=True, timeout=2)
         save = f"iptables-{flavour}-save"
         outputs = {
             "save": run(*exe, save),
@@ -105,10 +138,12 @@ def record(ruleset: str, text: str, flavour: str, n: int) -> None:
         subprocess.run(["ip", "netns", "del", ns], check=False, capture_output=True)
 
 
-def main() -> None:
-    sps = service_ports()
+def main(sets: list[str]) -> None:
     n = 0
-    for ruleset, comments in (("mixed", True), ("large", False)):
+    for ruleset, comments in (("mixed", True), ("large", False), ("affinity", True)):
+        if sets and ruleset not in sets:
+            continue
+        sps = affinity_service_ports() if ruleset == "affinity" else service_ports()
         text = render_iptables(sps, NODE, cluster_cidr=CLUSTER_CIDR, comments=comments)
         (HERE / f"{ruleset}.restore.txt").write_text(text)
         for flavour in ("legacy", "nft"):
@@ -118,4 +153,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])
