@@ -242,7 +242,7 @@ _PROXY_ENDPOINTS = FrameSpec(
         _c("inactive_connections", "Int64", "connections", "IPVS InActConn; NA in other modes"),
         _c("packets", "Int64", "packets", "counter of the rule that jumps to the endpoint (= new connections); NA without counters"),
         _c("bytes", "Int64", "bytes", "byte counter of that rule; NA without counters"),
-        _c("affinity_packets", "Int64", "packets", "counter of the affinity check that sends returning clients to this endpoint (recent --rcheck in iptables; the affinity set lookup in nftables when it has a counter); NA without affinity or counters", False),
+        _c("affinity_packets", "Int64", "packets", "counter of the affinity check that sends returning clients to this endpoint (recent --rcheck in iptables; new connections = packets + affinity_packets); NA without affinity or counters, and in nftables (its packets counter sits on the endpoint chain's dnat, behind the affinity check, so it counts returning clients already) and IPVS", False),
         _c("affinity_bytes", "Int64", "bytes", "byte counter of that affinity check; NA without affinity or counters", False),
         *_IPVS_COLUMNS,
         _NODE,

@@ -755,7 +755,14 @@ def read_nft_ruleset(source: Source, *, on_bad_line: str = "raise") -> ProxyRule
     - ``packets``/``bytes`` come from a ``counter`` on the endpoint chain's
       ``dnat`` rule (a NAT chain sees only the first packet of a connection,
       so ``packets`` counts new connections); kube-proxy writes no counters,
-      so they are usually NA.
+      so they are usually NA. That counter sits behind both ways into the
+      endpoint chain, the affinity check (``ip saddr @affinity-... goto
+      endpoint-...``) and the ``numgen`` vmap, so under ClientIP affinity
+      ``packets`` already counts returning clients. ``affinity_packets`` and
+      ``affinity_bytes`` are therefore always NA here: kube-proxy and the lab
+      (:func:`~npanalytics.lab.render_nftables.render_nftables`) put no counter
+      on the affinity checks, and a counter found there is read past (adding
+      it would count those connections twice).
     - ``external_traffic_policy`` is Local when the external chain
       short-circuits local traffic or goes to a ``local-`` chain, or a
       no-endpoint map drops the NodePort/external IP; Cluster when it goes to
@@ -780,7 +787,10 @@ def read_nft_ruleset(source: Source, *, on_bad_line: str = "raise") -> ProxyRule
         row.pop("_lb_ips")
     report = bad.lines.report(FORMAT, count_lines(text))
     svc_df = validate_frame(frame_from_records(services, "proxy_services"), "proxy_services")
-    ep_df = validate_frame(frame_from_records(endpoints, "proxy_endpoints"), "proxy_endpoints")
+    ep_df = validate_frame(
+        frame_from_records(endpoints, "proxy_endpoints", optional=("affinity_packets", "affinity_bytes")),
+        "proxy_endpoints",
+    )
     return ProxyRules(services=svc_df, endpoints=ep_df, report=report)
 
 
