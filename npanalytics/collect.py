@@ -8,13 +8,32 @@ from which every frame is derived again by
 :func:`~npanalytics.read_prometheus_response` (``Dataset.rederive``). Tests and
 notebooks then run on the folder without Prometheus.
 
+With the default queries it also runs the catalogs, so that the dataset is ready for
+:func:`npanalytics.analyze` and the report: the kube-state-metrics state at ``end``
+(:func:`~npanalytics.collectors.kube_state.kube_state_frames`: frames ``k8s_services``,
+``k8s_endpoints``, ``k8s_pods``, ``k8s_nodes``) from one more answer, the raw samples of
+the last :data:`KSM_LOOKBACK` of every family it reads (an instant query of
+``{__name__=~"kube_service_info|..."}[5m]`` at ``end``, kept as
+``raw/prometheus/kube-state.json``; each KSM target's latest scrape counts, so a series
+that went away is not taken for current as a lookback-filled range point would be), and
+kube-proxy's sync latency, rule counts and status over the range
+(:func:`~npanalytics.collectors.kube_proxy.kube_proxy_frames`: frames ``proxy_latency``,
+``proxy_rule_counts``, ``proxy_status``) from ``raw/prometheus/kube-proxy.json``, a JSON
+array of the KSM answer (its nodes name the ``instance`` values) and the range answers of
+the default ``kubeproxy_*`` queries (a copy: the per-query files stay as they are). Each
+catalog frame is derived again from its one file (readers ``kube_state_from_prometheus``
+and ``kube_proxy_from_prometheus`` of :data:`npanalytics.datasets.DERIVERS`); the KSM
+variant and the catalogs' notes are in ``recording["catalogs"]``.
+
 With a kubeconfig it also takes a snapshot of the Kubernetes API
 (:func:`~npanalytics.get_endpoint_snapshot`: frames ``k8s_services``,
 ``k8s_endpoints``, ``k8s_pods``, ``k8s_nodes``, derived again from the list pages kept
 under ``raw/k8s/`` by :func:`~npanalytics.read_k8s_objects`) and, with
 ``watch_seconds``, the EndpointSlice churn of that window
 (:func:`~npanalytics.watch_endpoints`: frame ``endpoint_churn``, derived again from
-the watch log ``raw/k8s/endpoint-watch.jsonl``).
+the watch log ``raw/k8s/endpoint-watch.jsonl``). The API's objects then win: they keep
+the names ``k8s_*`` (what the analysis reads) and kube-state-metrics' are ``ksm_services``,
+``ksm_endpoints``, ``ksm_pods``, ``ksm_nodes`` (same kinds).
 """
 
 from __future__ import annotations
@@ -31,12 +50,21 @@ from typing import Any
 
 import pandas as pd
 
-from .collectors.prometheus import Step, Time, _shown, connect_prometheus, get_prometheus_range
+from .collectors.prometheus import (
+    Step,
+    Time,
+    _shown,
+    connect_prometheus,
+    get_prometheus_instant,
+    get_prometheus_range,
+    read_prometheus_response,
+)
 from .datasets import _NAME_RE as _DATASET_NAME
-from .datasets import Dataset, Derivation
-from .exceptions import NpaWarning
+from .datasets import Dataset, Derivation, _kube_proxy_outputs, _kube_state_outputs
+from .exceptions import NpaWarning, PrometheusWarning
 
-__all__ = ["DEFAULT_QUERIES", "DEFAULT_STEP", "DEFAULT_RANGE", "collect", "parse_time"]
+__all__ = ["DEFAULT_QUERIES", "DEFAULT_STEP", "DEFAULT_RANGE", "KSM_LOOKBACK", "CATALOG_KINDS", "collect",
+           "parse_time"]
 
 #: The raw series a recording keeps, by frame name (kube-state-metrics and kube-proxy,
 #: KUBE_FACTS §3-4). Each is a bare selector, so the catalogs can compute anything
@@ -65,8 +93,13 @@ DEFAULT_QUERIES: Mapping[str, str] = {
         "kubeproxy_sync_proxy_rules_duration_seconds_sum",
         "kubeproxy_sync_proxy_rules_duration_seconds_count",
         "kubeproxy_sync_full_proxy_rules_duration_seconds_bucket",
+        "kubeproxy_sync_full_proxy_rules_duration_seconds_sum",
+        "kubeproxy_sync_full_proxy_rules_duration_seconds_count",
         "kubeproxy_sync_partial_proxy_rules_duration_seconds_bucket",
+        "kubeproxy_sync_partial_proxy_rules_duration_seconds_sum",
+        "kubeproxy_sync_partial_proxy_rules_duration_seconds_count",
         "kubeproxy_network_programming_duration_seconds_bucket",
+        "kubeproxy_network_programming_duration_seconds_sum",
         "kubeproxy_network_programming_duration_seconds_count",
         "kubeproxy_sync_proxy_rules_iptables_total",
         "kubeproxy_sync_proxy_rules_iptables_last",
@@ -78,9 +111,22 @@ DEFAULT_QUERIES: Mapping[str, str] = {
         "kubeproxy_sync_proxy_rules_iptables_restore_failures_total",
         "kubeproxy_sync_proxy_rules_iptables_partial_restore_failures_total",
         "kubeproxy_sync_proxy_rules_nftables_sync_failures_total",
+        "kubeproxy_sync_proxy_rules_nftables_cleanup_failures_total",
         "kubeproxy_sync_proxy_rules_last_timestamp_seconds",
     )
 }
+
+#: How far back from ``end`` the kube-state-metrics samples are read (Prometheus's
+#: default lookback delta): the catalog takes each KSM target's latest scrape in it.
+KSM_LOOKBACK = "5m"
+
+#: Raw files of the catalogs (see :func:`collect`).
+KSM_RAW = "raw/prometheus/kube-state.json"
+PROXY_RAW = "raw/prometheus/kube-proxy.json"
+
+#: The catalog frames a recording with the default queries gets, by kind.
+CATALOG_KINDS = ("k8s_services", "k8s_endpoints", "k8s_pods", "k8s_nodes",
+                 "proxy_latency", "proxy_rule_counts", "proxy_status")
 
 DEFAULT_STEP = "15s"
 """Resolution when none is given (a common scrape interval)."""
@@ -221,7 +267,9 @@ def collect(
     queries : mapping of str to str, optional
         More queries, frame name -> PromQL (a name of the default list replaces it).
     default_queries : bool, default True
-        Include :data:`DEFAULT_QUERIES`.
+        Include :data:`DEFAULT_QUERIES`, and run the catalogs (see the module's
+        documentation): frames of :data:`CATALOG_KINDS`, named after their kinds
+        (``ksm_*`` for the kube-state-metrics ones when ``kubeconfig`` is given).
     name, description : str, optional
         The dataset's name and description.
     token, headers, verify, timeout, retries
@@ -247,7 +295,15 @@ def collect(
         ``raw/prometheus/<frame>.json`` (the response, or a JSON array of the
         responses of a range fetched in chunks); with ``kubeconfig``, the
         Kubernetes frames, derived from ``raw/k8s/<resource>/page-NNNN.json``
-        (the list responses as received) and ``raw/k8s/endpoint-watch.jsonl``.
+        (the list responses as received) and ``raw/k8s/endpoint-watch.jsonl``;
+        with the default queries, the catalog frames, derived from
+        ``raw/prometheus/kube-state.json`` and ``raw/prometheus/kube-proxy.json``.
+
+    Warns
+    -----
+    NpaWarning
+        When a catalog fails on the collected series: its frames are left out, its
+        raw file is kept and ``recording["catalogs"][<catalog>]["error"]`` says why.
 
     Raises
     ------
@@ -273,20 +329,23 @@ def collect(
     if end_at < start_at:
         raise ValueError(f"end ({end_at.isoformat()}) is before start ({start_at.isoformat()})")
     chosen = _check_queries(queries, default_queries) if prometheus is not None else {}
+    catalogs = prometheus is not None and default_queries
+    reserved = list(_catalog_names(kubeconfig is not None).values()) if catalogs else []
     if kubeconfig is not None:
-        k8s_names = ["k8s_services", "k8s_endpoints", "k8s_pods", "k8s_nodes", "endpoint_churn"]
-        taken = [n for n in k8s_names if n in chosen]
-        if taken:
-            raise ValueError(f"query name(s) {taken} are taken: the Kubernetes frames are called so")
+        reserved += ["k8s_services", "k8s_endpoints", "k8s_pods", "k8s_nodes", "endpoint_churn"]
+    taken = [n for n in dict.fromkeys(reserved) if n in chosen]
+    if taken:
+        raise ValueError(f"query name(s) {taken} are taken: the catalog and Kubernetes frames are called so")
     step = DEFAULT_STEP if step is None else step
     prom = prometheus
     if isinstance(prometheus, str):
         prom = connect_prometheus(prometheus, token=token, headers=headers, verify=verify,
                                   timeout=timeout, retries=retries)
-    bar = _Progress(len(chosen), progress)
+    bar = _Progress(len(chosen) + (1 if catalogs else 0), progress)
     frames: dict[str, pd.DataFrame] = {}
     raw: dict[str, bytes] = {}
     notes: dict[str, list[str]] = {}
+    responses: dict[str, list[bytes]] = {}
     try:
         for frame, expr in chosen.items():
             bodies: dict[int, bytes] = {}
@@ -306,9 +365,12 @@ def collect(
                 warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
             if frames[frame].attrs.get("warnings"):
                 notes[frame] = list(frames[frame].attrs["warnings"])
-            ordered = [bodies[k] for k in sorted(bodies)]
+            ordered = responses[frame] = [bodies[k] for k in sorted(bodies)]
             raw[f"raw/prometheus/{frame}.json"] = ordered[0] if len(ordered) == 1 else \
                 b"[" + b",".join(ordered) + b"]"
+        if catalogs:
+            ksm_body = _kube_state_response(prom, end_at)
+            bar.step("kube-state-metrics")
     finally:
         bar.close()
     recording = {
@@ -326,6 +388,11 @@ def collect(
     kinds = {f: "prom_samples" for f in frames}
     derivations = {f: [Derivation("read_prometheus_response", f"raw/prometheus/{f}.json", "prom_samples")]
                    for f in frames}
+    if catalogs:
+        proxy_bodies = [body for f in chosen if f.startswith("kubeproxy_") and chosen[f] == DEFAULT_QUERIES.get(f)
+                        for body in responses[f]]
+        recording["catalogs"] = _add_catalogs(frames, kinds, raw, derivations, ksm_body, proxy_bodies, end_at,
+                                              api=kubeconfig is not None)
     default_description = f"Prometheus series from {start_at.isoformat()} to {end_at.isoformat()}"
     if prometheus is None:
         recording = {"what": "a snapshot of the Kubernetes API, kept as the raw list responses",
@@ -346,6 +413,76 @@ def collect(
     )
     dataset.save(target, overwrite=overwrite)
     return dataset
+
+
+def _catalog_names(api: bool) -> dict[str, str]:
+    """Frame name of each catalog kind; with the Kubernetes API's frames, KSM's are ``ksm_*``."""
+    return {kind: kind.replace("k8s_", "ksm_") if api and kind.startswith("k8s_") else kind
+            for kind in CATALOG_KINDS}
+
+
+def _ksm_selector() -> str:
+    """Every kube-state-metrics family the catalog reads, as raw samples of the last :data:`KSM_LOOKBACK`."""
+    from .collectors.kube_state import KSM_QUERIES
+
+    return '{__name__=~"' + "|".join(KSM_QUERIES) + f'"}}[{KSM_LOOKBACK}]'
+
+
+def _kube_state_response(prom: Any, end_at: pd.Timestamp) -> bytes:
+    """The raw answer of the kube-state-metrics instant query at ``end_at``."""
+    bodies: list[bytes] = []
+    get_prometheus_instant(prom, _ksm_selector(), at=end_at, on_response=lambda *reply: bodies.append(reply[3]))
+    return bodies[0]
+
+
+def _parsed(body: bytes) -> pd.DataFrame:
+    """A saved response read again (its Prometheus warnings were passed on when it was fetched)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PrometheusWarning)
+        return read_prometheus_response(body)
+
+
+def _add_catalogs(
+    frames: dict[str, pd.DataFrame], kinds: dict[str, str], raw: dict[str, bytes],
+    derivations: dict[str, list[Derivation]], ksm_body: bytes, proxy_bodies: list[bytes],
+    end_at: pd.Timestamp, *, api: bool,
+) -> dict[str, Any]:
+    """Run the kube-state-metrics and kube-proxy catalogs into the dataset's parts; returns their notes.
+
+    ``raw/prometheus/kube-state.json`` is the KSM answer alone; ``raw/prometheus/kube-proxy.json``
+    is a JSON array of it and the kube-proxy range answers (the KSM nodes name the
+    ``instance`` values), so that each catalog is derived again from one file.
+    """
+    at = end_at.isoformat()
+    raw[KSM_RAW] = ksm_body
+    raw[PROXY_RAW] = b"[" + b",".join([ksm_body, *proxy_bodies]) + b"]"
+    names = _catalog_names(api)
+    done: dict[str, Any] = {
+        "kube_state": {"query": _ksm_selector(), "at_utc": at, "raw": KSM_RAW},
+        "kube_proxy": {"responses": len(proxy_bodies), "raw": PROXY_RAW},
+    }
+    if api:
+        done["kube_state"]["note"] = "the Kubernetes API's frames are k8s_*; these (kube-state-metrics') ksm_*"
+    for catalog, reader, path, run in (
+        ("kube_state", "kube_state_from_prometheus", KSM_RAW, _kube_state_outputs),
+        ("kube_proxy", "kube_proxy_from_prometheus", PROXY_RAW, _kube_proxy_outputs),
+    ):
+        try:
+            outputs, result = run(_parsed(raw[path]), at)
+        except Exception as exc:  # noqa: BLE001 - a catalog's failure must not lose the whole recording
+            message = (f"{path}: the {catalog} catalog failed on the collected series "
+                       f"({type(exc).__name__}: {exc}); its frames are left out, the responses are kept")
+            warnings.warn(NpaWarning(message), stacklevel=3)
+            done[catalog]["error"] = message
+            continue
+        for kind, df in outputs.items():
+            df.attrs = {}
+            frames[names[kind]], kinds[names[kind]] = df, kind
+            derivations[names[kind]] = [Derivation(reader, path, kind, options={"at": at})]
+        done[catalog].update(frames=[names[k] for k in outputs], notes=list(result.notes))
+        if catalog == "kube_state":
+            done[catalog]["variant"] = result.variant
+    return done
 
 
 def _add_kubernetes(
@@ -412,7 +549,10 @@ def register(sub: Any) -> None:
         description=(
             "Run range queries against Prometheus (the raw kube-state-metrics and kube-proxy series "
             "by default, plus --query) and write a dataset: one prom_samples frame per query and the "
-            "raw responses under raw/prometheus/. Times: now, now-1h, ISO 8601 with a zone, or Unix seconds. "
+            "raw responses under raw/prometheus/; with the default queries also the catalog frames "
+            "(k8s_services, k8s_endpoints, k8s_pods, k8s_nodes from kube-state-metrics at --end; "
+            "proxy_latency, proxy_rule_counts, proxy_status from kube-proxy's series). "
+            "Times: now, now-1h, ISO 8601 with a zone, or Unix seconds. "
             "With --kubeconfig, also a snapshot of the Kubernetes API (Services, EndpointSlices, Pods, "
             "Nodes; the list responses under raw/k8s/) and, with --watch, the EndpointSlice churn. "
             "Give --prometheus, --kubeconfig or both."
@@ -469,6 +609,10 @@ def _run(args: Any) -> int:
     print(f"npanalytics collect: wrote {dataset.path}: {len(dataset.frames)} frames"
           + (f", {rows} samples" if prom else "")
           + (f"; {len(empty)} queries matched nothing: {', '.join(empty)}" if empty else ""))
+    for catalog, part in dataset.recording.get("catalogs", {}).items():
+        sizes = ", ".join(f"{len(dataset.frames[f])} {f}" for f in part.get("frames", []))
+        print(f"npanalytics collect: {catalog} catalog: " + (part.get("error") or sizes)
+              + (f" (variant {part['variant']})" if part.get("variant") else ""))
     k8s = dataset.recording.get("kubernetes")
     if k8s:
         counts = {"k8s_services": "service ports", "k8s_endpoints": "endpoints", "k8s_pods": "pods",

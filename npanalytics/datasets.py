@@ -161,6 +161,51 @@ def _derive_prometheus(path: Path, options: Mapping[str, Any]) -> dict[str, pd.D
     return {"prom_samples": read_prometheus_response(path, **options)}
 
 
+def _kube_state_outputs(samples: pd.DataFrame, at: Any = None) -> tuple[dict[str, pd.DataFrame], Any]:
+    """The KSM catalog's frames by kind, and the ``KubeState`` (for its variant and notes).
+
+    Parameters
+    ----------
+    samples : pandas.DataFrame
+        Kind ``prom_samples`` holding kube-state-metrics series.
+    at : datetime or str, optional
+        The state at this time (see :func:`~npanalytics.collectors.kube_state.kube_state_frames`).
+    """
+    from .collectors.kube_state import kube_state_frames
+
+    state = kube_state_frames(samples, at=at)
+    frames = {"k8s_services": state.services, "k8s_endpoints": state.endpoints,
+              "k8s_pods": state.pods, "k8s_nodes": state.nodes}
+    return frames, state
+
+
+def _kube_proxy_outputs(samples: pd.DataFrame, at: Any = None) -> tuple[dict[str, pd.DataFrame], Any]:
+    """The kube-proxy catalog's frames by kind, and the ``KubeProxy`` (for its notes).
+
+    The nodes that name ``instance`` values come from the kube-state-metrics series in
+    ``samples`` at ``at`` (none: the ``instance`` values stay as they are).
+    """
+    from .collectors.kube_proxy import kube_proxy_frames
+
+    nodes = _kube_state_outputs(samples, at)[0]["k8s_nodes"]
+    proxy = kube_proxy_frames(samples, nodes=nodes if len(nodes) else None)
+    frames = {"proxy_latency": proxy.latency, "proxy_rule_counts": proxy.rule_counts,
+              "proxy_status": proxy.status}
+    return frames, proxy
+
+
+def _derive_kube_state(path: Path, options: Mapping[str, Any]) -> dict[str, pd.DataFrame]:
+    from .collectors.prometheus import read_prometheus_response
+
+    return _kube_state_outputs(read_prometheus_response(path), **options)[0]
+
+
+def _derive_kube_proxy(path: Path, options: Mapping[str, Any]) -> dict[str, pd.DataFrame]:
+    from .collectors.prometheus import read_prometheus_response
+
+    return _kube_proxy_outputs(read_prometheus_response(path), **options)[0]
+
+
 DERIVERS: dict[str, Callable[[Path, Mapping[str, Any]], dict[str, pd.DataFrame]]] = {
     "read_conntrack": _derive_conntrack,
     "read_conntrack_stats": _derive_conntrack_stats,
@@ -173,6 +218,9 @@ DERIVERS: dict[str, Callable[[Path, Mapping[str, Any]], dict[str, pd.DataFrame]]
     "read_rule_loads": _lab("record.read_rule_loads", "rule_loads"),
     "read_sweep_log": _lab("sweep.read_sweep_log"),
     "read_prometheus_response": _derive_prometheus,
+    # the catalogs of a Prometheus recording (npanalytics collect): one saved response file each
+    "kube_state_from_prometheus": _derive_kube_state,
+    "kube_proxy_from_prometheus": _derive_kube_proxy,
 }
 
 

@@ -9,7 +9,7 @@ import pytest
 
 from npanalytics import CollectorError, PrometheusWarning, load_dataset
 from npanalytics.cli import main
-from npanalytics.collect import DEFAULT_QUERIES, collect, parse_time
+from npanalytics.collect import DEFAULT_QUERIES, _ksm_selector, collect, parse_time
 
 from prom_server import Answer, FakePrometheus, success
 
@@ -17,11 +17,14 @@ T0 = 1_700_000_000
 
 
 def answer_with_name(seen):
-    """A matrix with one sample per evaluation time, named after the query."""
+    """A matrix with one sample per evaluation time, named after the query (instant queries: none)."""
+    if "start" not in seen.params:  # the kube-state-metrics catalog's instant query
+        return Answer(body=success("matrix", []))
     start, end = float(seen.params["start"]), float(seen.params["end"])
     step = int(seen.params["step"].removesuffix("ms")) / 1000
     times = [start + k * step for k in range(int(round((end - start) / step)) + 1)]
-    return Answer(body=success("matrix", [{"metric": {"__name__": seen.params["query"], "node": "n1"},
+    le = {"le": "+Inf"} if seen.params["query"].endswith("_bucket") else {}
+    return Answer(body=success("matrix", [{"metric": {"__name__": seen.params["query"], "node": "n1", **le},
                                            "values": [[t, str(t - T0)] for t in times]}]))
 
 
@@ -45,12 +48,13 @@ def test_collect_writes_frames_raw_and_provenance(tmp_path):
         ds = collect(tmp_path / "rec", prometheus=fake.url.replace("://", "://u:secret@"), start=T0, end=T0 + 60,
                      step="30s", queries={"extra": "sum(up)"}, progress=False)
         sent = {r.params["query"] for r in fake.requests}
-    assert sent == set(DEFAULT_QUERIES.values()) | {"sum(up)"}
+    assert sent == set(DEFAULT_QUERIES.values()) | {"sum(up)", _ksm_selector()}
     again = load_dataset(tmp_path / "rec")
-    assert set(again.frames) == set(DEFAULT_QUERIES) | {"extra"}
+    queried = {f for f, kind in again.kinds.items() if kind == "prom_samples"}
+    assert queried == set(DEFAULT_QUERIES) | {"extra"}  # and the catalogs: test_collect_catalogs.py
     df = again["extra"]
     assert df["value"].tolist() == [0.0, 30.0, 60.0] and df["__name__"].tolist() == ["sum(up)"] * 3
-    for frame in again.frames:
+    for frame in queried:
         pd.testing.assert_frame_equal(again.rederive(frame), again.frames[frame], check_exact=True)
     assert again.recording["start_utc"] == "2023-11-14T22:13:20+00:00"
     assert again.recording["queries"]["extra"] == "sum(up)" and again.recording["step"] == "30s"
