@@ -126,13 +126,37 @@ def test_every_source_is_within_one_point_of_the_pods_ground_truth(results, name
             both = pd.concat([got, truth], axis=1).fillna(0.0)
             assert (both.iloc[:, 0] - both.iloc[:, 1]).abs().max() <= 0.01, (source, window)
             compared += 1
-    assert compared >= (1 if name == "affinity-few-clients" else 2)  # affinity: no rule counters
+    assert compared >= 2
 
 
-def test_rule_counters_under_client_ip_affinity_are_left_out_and_said_so(results):
+def _per_node_shares(load: pd.DataFrame, source: str) -> pd.Series:
+    rows = load[(load["source"] == source) & (load["measure"] == "connections") & load["window_start"].isna()]
+    per = rows.groupby([rows["entry_node"].astype(str), rows["pod"].astype(str)])["value"].sum()
+    return per / per.groupby(level=0).transform("sum")
+
+
+def test_rule_counters_under_client_ip_affinity_count_returning_clients(results):
+    """packets + affinity_packets per endpoint and node: what that node's conntrack table saw."""
     a = results["affinity-few-clients"]
+    assert "rules_affinity" not in a.missing
+    load = a.sections["load"]
+    rules, conntrack = _per_node_shares(load, "rules"), _per_node_shares(load, "conntrack")
+    both = pd.concat([rules, conntrack], axis=1).fillna(0.0)
+    assert set(both.index.get_level_values(0)) == {"node-a", "node-b"}
+    assert (both.iloc[:, 0] - both.iloc[:, 1]).abs().max() <= 0.01
+    # most connections came back through the affinity checks: without them the shares would be off
+    eps = npanalytics.load_dataset("affinity-few-clients").frames["proxy_endpoints"]
+    assert eps["affinity_packets"].sum() > 10 * eps["packets"].sum()
+
+
+def test_rule_counters_without_affinity_counters_are_left_out_and_said_so():
+    """Frames read before the reader kept the recent --rcheck counters: the rules source is left out."""
+    ds = npanalytics.load_dataset("affinity-few-clients")
+    ds.frames["proxy_endpoints"] = ds.frames["proxy_endpoints"].drop(columns=["affinity_packets", "affinity_bytes"])
+    a = analyze(ds, n_boot=20)
     assert not (a.sections["load"]["source"] == "rules").any()
-    assert "ClientIP" in a.missing["rules_affinity"]
+    reason = a.missing["rules_affinity"]
+    assert "default/web:http" in reason and "recent --rcheck" in reason and "affinity_packets NA" in reason
 
 
 def test_node_path_of_cluster_spread_matches_the_design(results):

@@ -158,13 +158,30 @@ def _provenance(dataset: Any) -> dict[str, Any]:
             "frames": {f: {"rows": int(len(df))} for f, df in dataset.items()}}
 
 
-def _affinity_pinned(services: pd.DataFrame | None) -> list[str]:
-    """Service ports with ClientIP affinity outside IPVS (their rule counters miss returning clients)."""
+def _affinity_pinned(services: pd.DataFrame | None, rules_frames: list[pd.DataFrame]) -> list[str]:
+    """Service ports with ClientIP affinity whose rule counters miss returning clients.
+
+    In iptables mode a returning client takes the ``recent --rcheck`` rule of its
+    endpoint, not the random-choice jump whose counter is ``packets``; the
+    connections are complete only with ``affinity_packets``. A Service port is
+    left out when an iptables row of it has ``packets`` but no
+    ``affinity_packets`` (frames read before the reader kept those counters, or
+    a dump cut without the checks). nftables rows are complete (their counter
+    sits on the endpoint chain's ``dnat``, behind the affinity check) and so
+    are IPVS's (the virtual server's own statistics).
+    """
     if services is None:
         return []
-    mode = services["proxy_mode"].astype("str")
-    pinned = services[(services["session_affinity"].astype("str") == "ClientIP") & (mode != "ipvs")]
-    return sorted(pinned["service_port_name"].dropna().astype("str").unique())
+    clientip = services[services["session_affinity"].astype("str") == "ClientIP"]
+    names = set(clientip["service_port_name"].dropna().astype("str"))
+    pinned: set[str] = set()
+    for frame in rules_frames:
+        rows = frame[(frame["proxy_mode"].astype("str") == "iptables") & frame["packets"].notna()
+                     & frame["service_port_name"].astype("str").isin(names)]
+        if "affinity_packets" in rows.columns:
+            rows = rows[rows["affinity_packets"].isna()]
+        pinned.update(rows["service_port_name"].astype("str"))
+    return sorted(pinned)
 
 
 def _programmed_from_selection(load: pd.DataFrame, selection: pd.DataFrame) -> pd.DataFrame:
@@ -254,12 +271,13 @@ def _rules(inp: _Inputs, missing: dict[str, str]) -> tuple[list[pd.DataFrame], l
         return [], []
     rules_frames = [validate_frame(inp.frames[f"proxy_endpoints_before_event_{k}"], "proxy_endpoints")
                     for k in range(1, len(inp.windows))] + [inp.endpoints]
-    pinned = _affinity_pinned(inp.services)
+    pinned = _affinity_pinned(inp.services, rules_frames)
     if pinned:
         missing["rules_affinity"] = (
-            f"rule counters of {', '.join(pinned)} left out: under ClientIP affinity the counters of the "
-            "random-choice rules count only new affinity choices (returning clients take the "
-            "`recent --rcheck` rules, whose counters the rules readers do not keep)"
+            f"rule counters of {', '.join(pinned)} left out: under ClientIP affinity in iptables mode "
+            "returning clients take the `recent --rcheck` rules, and these frames have no counters of "
+            "them (affinity_packets NA: read before the iptables reader kept them, or the dump lacks "
+            "the checks), so the random-choice counters alone count only first choices"
         )
     counted = [f[~f["service_port_name"].astype("str").isin(pinned)] for f in rules_frames]
     if inp.windows:

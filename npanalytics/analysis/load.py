@@ -386,17 +386,29 @@ def rules_load(
         Kind ``backend_load`` with source ``rules`` and measure ``connections``
         (counters of the cluster and the local chain summed); empty when the dump
         has no counters.
+
+    Notes
+    -----
+    The new connections of an endpoint row are ``packets + affinity_packets``
+    (an NA ``affinity_packets``, or no such column, adds nothing): under ClientIP
+    affinity in iptables mode ``packets`` counts only the random choices and
+    the ``recent --rcheck`` checks count the returning clients. Rows whose
+    affinity counters are missing are not repaired here; the caller decides
+    whether to leave such Service ports out.
     """
     validate_frame(proxy_endpoints, "proxy_endpoints")
     ep = proxy_endpoints[proxy_endpoints["packets"].notna()]
     if ep.empty:
         return empty_frame("backend_load")
     node = ep["node"].astype("object") if "node" in ep.columns else pd.Series(None, index=ep.index, dtype="object")
+    value = ep["packets"].to_numpy(dtype="float64")
+    if "affinity_packets" in ep.columns:
+        value = value + ep["affinity_packets"].fillna(0).to_numpy(dtype="float64")
     df = pd.DataFrame({
         "service_port_name": ep["service_port_name"].astype("object"),
         "entry_node": node,
         "endpoint_ip": ep["endpoint_ip"].astype("object"),
-        "value": ep["packets"].to_numpy(dtype="float64"),
+        "value": value,
     })
     key = ["service_port_name", "entry_node", "endpoint_ip"]
     agg = df.groupby(key, dropna=False, sort=True)["value"].sum().reset_index()
