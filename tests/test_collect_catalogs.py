@@ -172,6 +172,46 @@ def test_proxy_frames_follow_the_recorded_series(collected, samples):
     assert sync["p50_seconds"].notna().all()
 
 
+def bucket_quantile(q: float, buckets: dict[float, float]) -> float:
+    """Prometheus's histogram_quantile of cumulative bucket counts by upper bound (written out again)."""
+    bounds = sorted(buckets)
+    total = buckets[bounds[-1]]
+    rank, below, lower = q * total, 0.0, 0.0
+    for k, upper in enumerate(bounds):
+        if buckets[upper] >= rank:
+            if upper == float("inf"):
+                return bounds[k - 1]
+            if k == 0 and upper <= 0:
+                return upper
+            return lower + (upper - lower) * (rank - below) / (buckets[upper] - below)
+        below, lower = buckets[upper], upper
+    raise AssertionError("unreachable: the +Inf bucket holds every observation")
+
+
+def test_sync_quantiles_equal_the_recorded_buckets(collected, samples):
+    """Over the 5-minute window at the last step: the increase of every bucket since the first scrape."""
+    family = "kubeproxy_sync_proxy_rules_duration_seconds_bucket"
+    first, last = min(s for *_, s in samples), max(s for *_, s in samples)
+    increase: dict[str, dict[float, float]] = {}
+    for name, labels, value, stamp in samples:
+        if name == family and stamp in (first, last):
+            per_node = increase.setdefault(labels["instance"], {})
+            per_node[float(labels["le"])] = per_node.get(float(labels["le"]), 0.0) + (value if stamp == last
+                                                                                     else -value)
+    latency = collected["proxy_latency"]
+    final = latency[(latency["metric"].astype(str) == "sync") & (latency["timestamp"] == latency["timestamp"].max())]
+    assert set(final["node"].astype(str)) == set(increase)
+    checked = 0
+    for row in final.itertuples():
+        buckets = increase[str(row.node)]
+        assert row.observations == buckets[float("inf")]
+        if buckets[float("inf")] > 0:
+            for q, got in ((0.5, row.p50_seconds), (0.9, row.p90_seconds), (0.99, row.p99_seconds)):
+                assert got == pytest.approx(bucket_quantile(q, buckets), rel=1e-12)
+                checked += 1
+    assert checked  # some node synced during the recording
+
+
 def test_analyze_runs_on_the_collection_with_endpoint_labels(collected):
     result = npanalytics.analyze(collected)
     assert "labels" not in result.missing
