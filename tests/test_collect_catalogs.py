@@ -139,14 +139,19 @@ def test_endpoints_per_service_are_the_scenarios(collected, source):
     assert not got["ready"].all()  # web-3 is unready at the end
 
 
-def test_an_earlier_end_gives_the_state_of_its_scrape(prom, samples, tmp_path):
+def test_an_earlier_end_gives_the_state_of_its_scrape(prom, samples, tmp_path, capsys):
     first = min(s for *_, s in samples)
     end = pd.Timestamp(round((first + 0.5) * 1000), unit="ms", tz="UTC")
-    ds = collect(tmp_path / "early", prometheus=prom.url, start=int(first) - 2, end=end, step=1, progress=False)
+    status = main(["collect", "--prometheus", prom.url, "--start", str(int(first) - 2), "--end", end.isoformat(),
+                   "--step", "1s", "--out", str(tmp_path / "early")])
+    ds = load_dataset(tmp_path / "early")
     expected = {(labels["address"], labels["ready"] == "true") for name, labels, _, s in samples
                 if name == "kube_endpointslice_endpoints" and s == first}
     got = ds["k8s_endpoints"]
     assert set(zip(got["address"].astype(str), got["ready"])) == expected
+    out = capsys.readouterr().out
+    assert status == 0 and f"kube_state catalog: {len(ds['k8s_services'])} k8s_services, {len(got)} k8s_endpoints" in out
+    assert "(variant endpointslice)" in out and "kube_proxy catalog: " in out
     later = {(labels["address"], labels["ready"] == "true") for name, labels, _, s in samples
              if name == "kube_endpointslice_endpoints" and s > first}
     changed = later - expected
