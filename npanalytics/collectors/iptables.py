@@ -819,12 +819,18 @@ def _endpoint_columns(r: _Reader) -> dict:
             ports.append(None)
     packets: list = []
     nbytes: list = []
-    for h in heads:
-        pk, by = _counter_values(h)
-        packets.append(pk)
-        nbytes.append(by)
-    chain_of_row = [chains[c] for c in chain_code.tolist()]
-    affinity_packets, affinity_bytes = _affinity_columns(r.affinity_counters, chain_of_row, targets)
+    for h in heads:  # inline _counter_values: this loop runs once per endpoint row
+        if h is None:
+            packets.append(None)
+            nbytes.append(None)
+        elif type(h) is str:
+            pk, _, by = h[1:-1].partition(":")
+            packets.append(int(pk))
+            nbytes.append(int(by))
+        else:
+            packets.append(h[0])
+            nbytes.append(h[1])
+    affinity_packets, affinity_bytes = _affinity_columns(r.affinity_counters, chains, starts, lengths, targets)
     return {
         "chains": chains, "chain_code": chain_code, "targets": targets, "position": position,
         "rule_p": rule_p, "probability": probability, "ips": ips, "ports": ports,
@@ -844,25 +850,34 @@ def _counter_values(head: str | tuple[int, int] | None) -> tuple[int | None, int
 
 
 def _affinity_columns(
-    checks: dict[str, dict[str, list]], chains: list[str], targets: list[str]
-) -> tuple[list, list]:
+    checks: dict[str, dict[str, list]], chains: list[str], starts: np.ndarray, lengths: np.ndarray,
+    targets: list[str],
+) -> tuple[pd.arrays.IntegerArray, pd.arrays.IntegerArray]:
     """Per endpoint row: the summed counters of the affinity checks of its chain that jump to its SEP.
 
-    NA when the chain has no affinity check for that SEP chain, or a check has no counters.
+    Rows of chain ``chains[i]`` are ``starts[i]:starts[i] + lengths[i]``. NA when the
+    chain has no affinity check for that SEP chain, or a check has no counters. Built
+    as value and mask arrays: most rows of a large dump have no affinity.
     """
-    packets: list = []
-    nbytes: list = []
-    for chain, target in zip(chains, targets):
-        heads = checks.get(chain, {}).get(target) if checks else None
-        pk: int | None = None
-        by: int | None = None
-        if heads:
+    m = len(targets)
+    packets = np.zeros(m, dtype="int64")
+    nbytes = np.zeros(m, dtype="int64")
+    missing = np.ones(m, dtype=bool)
+    for i, chain in enumerate(chains):
+        per_sep = checks.get(chain)
+        if not per_sep:
+            continue
+        start = int(starts[i])
+        for row in range(start, start + int(lengths[i])):
+            heads = per_sep.get(targets[row])
+            if not heads:
+                continue
             values = [_counter_values(h) for h in heads]
             if all(v[0] is not None for v in values):
-                pk, by = sum(v[0] for v in values), sum(v[1] for v in values)
-        packets.append(pk)
-        nbytes.append(by)
-    return packets, nbytes
+                packets[row] = sum(v[0] for v in values)
+                nbytes[row] = sum(v[1] for v in values)
+                missing[row] = False
+    return pd.arrays.IntegerArray(packets, missing), pd.arrays.IntegerArray(nbytes, missing.copy())
 
 
 def _frames(r: _Reader) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -980,8 +995,8 @@ def _frames(r: _Reader) -> tuple[pd.DataFrame, pd.DataFrame]:
             "inactive_connections": pd.array([None] * m, dtype="Int64"),
             "packets": pd.array(e["packets"], dtype="Int64"),
             "bytes": pd.array(e["bytes"], dtype="Int64"),
-            "affinity_packets": pd.array(e["affinity_packets"], dtype="Int64"),
-            "affinity_bytes": pd.array(e["affinity_bytes"], dtype="Int64"),
+            "affinity_packets": e["affinity_packets"],
+            "affinity_bytes": e["affinity_bytes"],
         }
     )
     order = np.lexsort((e["position"], chain_local[code], svc_code))
