@@ -735,6 +735,36 @@ _CONTROL_PLANE = FrameSpec(
     ),
 )
 
+_PROXY_SYNC = FrameSpec(
+    "proxy_sync",
+    "(node, proxy mode) from kube-proxy's metrics: sync time (full/partial) against rule count, network programming latency against perf-tests' 30 s",
+    (
+        _c("node", "category", "", "node; NA for the cluster-wide row (network programming pooled over the nodes, as perf-tests does)"),
+        _c("proxy_mode", "category", "", "iptables, nftables or ipvs (proxy_status); NA when it cannot be told"),
+        _c("timestamp", "datetime64[ns, UTC]", "", "end of the latest window (or the scrape time when cumulative)"),
+        _c("window_seconds", "float64", "s", "rate window of the quantiles; NaN when cumulative since kube-proxy started"),
+        _c("rules", "Int64", "rules", "rules kube-proxy owns, all tables, at the latest sample (proxy_rule_counts); NA outside iptables mode"),
+        _c("syncs", "float64", "events", "syncs (full and partial) in the latest window"),
+        _c("sync_p50_seconds", "float64", "s", "median sync time, latest window"),
+        _c("sync_p99_seconds", "float64", "s", "99th percentile of sync time"),
+        _c("full_syncs", "float64", "events", "full syncs in the latest window; NaN when not exported (iptables mode only)"),
+        _c("full_p50_seconds", "float64", "s", "median full-sync time"),
+        _c("full_p90_seconds", "float64", "s", "90th percentile of full-sync time"),
+        _c("full_p99_seconds", "float64", "s", "99th percentile of full-sync time"),
+        _c("partial_syncs", "float64", "events", "partial syncs in the latest window; NaN when not exported"),
+        _c("partial_p50_seconds", "float64", "s", "median partial-sync time"),
+        _c("partial_p90_seconds", "float64", "s", "90th percentile of partial-sync time"),
+        _c("partial_p99_seconds", "float64", "s", "99th percentile of partial-sync time"),
+        _c("full_seconds_per_1000_rules", "float64", "s", "full_p50_seconds (else sync_p50_seconds) / rules x 1000; NaN without rules"),
+        _c("programming_observations", "float64", "events", "network programming observations in the latest window"),
+        _c("programming_p50_seconds", "float64", "s", "median network programming latency, latest window"),
+        _c("programming_p90_seconds", "float64", "s", "90th percentile of it"),
+        _c("programming_p99_seconds", "float64", "s", "99th percentile of it"),
+        _c("programming_p99_over_time_seconds", "float64", "s", "quantile_over_time(0.99) of the windows' p99 (perf-tests' NetworkProgrammingLatency; the single value when cumulative)"),
+        _c("programming_slo_ratio", "float64", "ratio", "programming_p99_over_time_seconds / 30 s (perf-tests' threshold); above 1 breaks it"),
+    ),
+)
+
 _CONNTRACK_PRESSURE = FrameSpec(
     "conntrack_pressure",
     "node: conntrack entries against the table's maximum, drops, state mix and a steady-state forecast",
@@ -794,6 +824,7 @@ SCHEMAS: dict[str, FrameSpec] = {
         _OVERHEAD_FIT,
         _OVERHEAD_EXTRAPOLATION,
         _CONTROL_PLANE,
+        _PROXY_SYNC,
         _CONNTRACK_PRESSURE,
     )
 }
