@@ -2,6 +2,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+import npanalytics
+
 from npanalytics.analysis.flows import attribute_flows, endpoint_flows
 from npanalytics.schemas import SCHEMAS, empty_frame, frame_from_records, validate_frame
 
@@ -97,3 +99,14 @@ def test_wrong_input_kind_is_a_schema_error():
 
     with pytest.raises(SchemaError, match="conntrack_flows"):
         attribute_flows(pd.DataFrame({"x": [1]}), _services())
+
+
+@pytest.mark.parametrize("node", ["node-a", "node-b"])
+def test_rule_connections_count_returning_affinity_clients(node):
+    """Under ClientIP affinity most connections take the `recent --rcheck` rule; the
+    rules' count of new connections includes them and equals the node's conntrack flows."""
+    ds = npanalytics.load_dataset("affinity-few-clients")
+    on = {k: ds[k][ds[k]["node"] == node] for k in ("conntrack_flows", "proxy_services", "proxy_endpoints")}
+    out = endpoint_flows(on["conntrack_flows"], on["proxy_services"], on["proxy_endpoints"])
+    assert out["flows"].sum() > 0
+    assert out["rule_connections"].astype("int64").tolist() == out["flows"].tolist()

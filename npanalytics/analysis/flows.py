@@ -119,7 +119,10 @@ def endpoint_flows(flows: pd.DataFrame, services: pd.DataFrame, endpoints: pd.Da
     )
     programmed = pd.concat([cluster[key], local[key]]).drop_duplicates()
     # The nat table sees only a connection's first packet, so a jump rule's packet
-    # counter is the number of new connections it sent to the endpoint.
+    # counter is the number of new connections it sent to the endpoint; under ClientIP
+    # affinity (iptables) the returning clients took the `recent --rcheck` rule instead.
+    if "affinity_packets" in ep.columns:
+        ep = ep.assign(packets=ep["packets"] + ep["affinity_packets"].fillna(0))
     counters = ep.groupby(key)["packets"].agg(lambda s: s.sum() if s.notna().any() else pd.NA)
     out = (
         programmed.assign(in_rules=True)
