@@ -449,3 +449,31 @@ def test_the_labs_live_text_reads_into_both_catalogs():
     assert dict(zip(proxy.status["node"], proxy.status["proxy_mode"])) == {"node-a": "iptables", "node-b": "nftables"}
     sync = proxy.latency[proxy.latency["metric"] == "sync"].set_index("node")
     assert sync["mean_seconds"].to_dict() == pytest.approx({"node-a": 0.01, "node-b": 0.02})
+
+
+# -- malformed histogram buckets -----------------------------------------------------------------
+
+BUCKETS = """# TYPE kubeproxy_sync_proxy_rules_duration_seconds histogram
+kubeproxy_sync_proxy_rules_duration_seconds_bucket{le="0.001"} 1
+kubeproxy_sync_proxy_rules_duration_seconds_bucket{le="+Inf"} 2
+kubeproxy_sync_proxy_rules_duration_seconds_sum 0.01
+kubeproxy_sync_proxy_rules_duration_seconds_count 2
+"""
+
+
+def test_a_bucket_without_le_is_a_parse_error_naming_the_metric():
+    from npanalytics import ParseError
+
+    samples = read_metrics_text(BUCKETS, at=AT)
+    assert kube_proxy_frames(samples, node="n").latency["observations"].tolist() == [2]  # the intact histogram
+    name = "kubeproxy_sync_proxy_rules_duration_seconds_bucket"
+    with pytest.raises(ParseError, match=rf"{name} samples:0: expected an 'le' label .* on every {name} sample, "
+                                         rf"got 'sample 0: {name}\{{\}} 1.0'"):
+        kube_proxy_frames(samples.drop(columns="le"), node="n")  # no le column at all (was KeyError: 'le')
+    one_missing = samples.copy()
+    one_missing.loc[1, "le"] = None  # the +Inf bucket lost its label: not silently dropped
+    with pytest.raises(ParseError, match=r"got 'sample 1: kubeproxy_sync_proxy_rules_duration_seconds_bucket\{\}"):
+        kube_proxy_frames(one_missing, node="n")
+    bad = samples.assign(le=samples["le"].cat.rename_categories({"0.001": "fast"}))
+    with pytest.raises(ParseError, match=r'got \'sample 0: \S+_bucket\{le="fast"\} 1.0\''):
+        kube_proxy_frames(bad, node="n")

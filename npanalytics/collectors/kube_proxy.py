@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..exceptions import ParseError
 from ..schemas import empty_frame, frame_from_records, schema_table, validate_frame
 
 __all__ = [
@@ -275,7 +276,7 @@ def _histogram_tables(data: _Data, family: str) -> dict[str, tuple[np.ndarray, l
     rows = data.of_name(family + "_bucket")
     if rows.empty:
         return {}
-    bounds_of = {v: float(str(v).replace("Inf", "inf")) for v in rows["le"].dropna().unique()}
+    bounds_of = _bucket_bounds(rows, family + "_bucket")
     table = rows.assign(_le=rows["le"].astype("object").map(bounds_of)).pivot_table(
         index=["_key", "timestamp"], columns="_le", values="value", aggfunc="sum", observed=True)
     totals = {}
@@ -290,6 +291,32 @@ def _histogram_tables(data: _Data, family: str) -> dict[str, tuple[np.ndarray, l
         part = part.droplevel(0).sort_index()
         out[str(key)] = (part.index.to_numpy(), bounds, part)
     return out
+
+
+def _sample_text(rows: pd.DataFrame, index: Any) -> str:
+    """``sample <index>: name{labels} value`` of one sample, for error messages."""
+    row = rows.loc[index]
+    skip = {"timestamp", "value", "__name__", "_node", "_key", "_name"}
+    labels = ",".join(f'{k}="{v}"' for k, v in row.items() if k not in skip and pd.notna(v))
+    return f"sample {index}: {row['__name__']}{{{labels}}} {row['value']}"
+
+
+def _bucket_bounds(rows: pd.DataFrame, name: str) -> dict[Any, float]:
+    """The float bound of each ``le`` value of a ``_bucket`` series; ParseError for a missing or bad one."""
+    expected = f"an 'le' label (the bucket's upper bound, a float or +Inf) on every {name} sample"
+    if "le" not in rows:
+        raise ParseError(f"{name} samples", 0, expected, _sample_text(rows, rows.index[0]))
+    missing = rows.index[rows["le"].isna()]
+    if len(missing):
+        raise ParseError(f"{name} samples", 0, expected, _sample_text(rows, missing[0]))
+    bounds = {}
+    for value in rows["le"].unique():
+        try:
+            bounds[value] = float(str(value).replace("Inf", "inf"))
+        except ValueError:
+            index = rows.index[rows["le"] == value][0]
+            raise ParseError(f"{name} samples", 0, expected, _sample_text(rows, index)) from None
+    return bounds
 
 
 def _latency_rows(data: _Data, window_ns: int | None) -> list[dict[str, Any]]:
@@ -473,6 +500,12 @@ def kube_proxy_frames(samples: pd.DataFrame, *, node: str | None = None, window:
     -------
     KubeProxy
         ``latency``, ``rule_counts`` and ``status`` (validated) and ``notes``.
+
+    Raises
+    ------
+    ParseError
+        When a ``kubeproxy_*_bucket`` sample has no ``le`` label or one that is not
+        a float (the message names the metric and the sample).
     """
     validate_frame(samples, "prom_samples")
     notes: list[str] = []
