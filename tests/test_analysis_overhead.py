@@ -1,3 +1,6 @@
+import datetime as dt
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -5,6 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import npanalytics
+from npanalytics import concat_samples, kube_proxy_frames, read_metrics_text
+from npanalytics.analysis.result import FINDING_CODES
 from npanalytics.analysis import overhead
 from npanalytics.analysis.overhead import (
     LAB_SLOPES_NS_PER_SERVICE,
@@ -227,3 +232,130 @@ def test_nothing_to_work_with():
                                    services=0, rules=10, load_seconds=0.01)], "rule_loads")
     cp = control_plane(one)
     assert np.isnan(cp["rules_per_service"].iloc[0]) and cp["seconds_per_1000_rules"].iloc[0] == pytest.approx(1.0)
+
+
+# -- control plane from kube-proxy's metrics (what `npanalytics collect --prometheus` writes) ----------
+
+METRICS = Path(__file__).parent / "data" / "metrics"
+AT = dt.datetime(2026, 12, 1, tzinfo=dt.timezone.utc)
+PROGRAMMING = "kubeproxy_network_programming_duration_seconds"
+
+
+def _proxy_frames(samples, **kwargs):
+    proxy = kube_proxy_frames(samples, **kwargs)
+    return {"proxy_latency": proxy.latency, "proxy_rule_counts": proxy.rule_counts, "proxy_status": proxy.status}
+
+
+def _programming_text(buckets, total):
+    """One kube-proxy's network programming histogram as exposition text (cumulative bucket counts)."""
+    lines = [f"# TYPE {PROGRAMMING} histogram"]
+    lines += [f'{PROGRAMMING}_bucket{{le="{le}"}} {n}' for le, n in buckets]
+    lines += [f"{PROGRAMMING}_sum {total}", f"{PROGRAMMING}_count {buckets[-1][1]}",
+              "# TYPE kubeproxy_sync_proxy_rules_iptables_restore_failures_total counter",
+              "kubeproxy_sync_proxy_rules_iptables_restore_failures_total 0"]
+    return "\n".join(lines) + "\n"
+
+
+def _row(sync, node):
+    rows = sync.loc[sync["node"].isna()] if node is None else sync.loc[sync["node"] == node]
+    assert len(rows) == 1
+    return rows.iloc[0]
+
+
+def test_proxy_sync_equals_the_kube_proxy_frames_of_a_recorded_dataset():
+    ds = npanalytics.load_dataset("endpoint-removed-stale")
+    frames = _proxy_frames(read_metrics_text(ds.path / "raw" / "metrics" / "series.om"))
+    sections, findings, missing = overhead_section({**frames, "rule_loads": ds["rule_loads"]})
+    assert "control_plane" in sections and "control_plane" not in missing  # both paths, side by side
+    sync = validate_frame(sections["proxy_sync"], "proxy_sync")
+    latency, counts, status = frames["proxy_latency"], frames["proxy_rule_counts"], frames["proxy_status"]
+    assert (latency["window_seconds"] == 300).all()  # several scrapes: 5-minute windows
+    nodes = sorted(latency["node"].dropna().astype("str").unique())
+    assert sync["node"].tolist()[:-1] == nodes and pd.isna(sync["node"].iloc[-1])  # the cluster-wide row last
+    for node in nodes:
+        row = _row(sync, node)
+        mine = latency.loc[latency["node"] == node]
+        for metric, prefix, stats in (("sync", "sync", (50, 99)), ("sync_full", "full", (50, 90, 99))):
+            g = mine.loc[(mine["metric"] == metric) & (mine["observations"] > 0)].sort_values("timestamp")
+            assert len(g) >= 1
+            for p in stats:
+                assert row[f"{prefix}_p{p}_seconds"] == g[f"p{p}_seconds"].iloc[-1]
+        programming = mine.loc[mine["metric"] == "network_programming"].sort_values("timestamp")
+        observed = programming.loc[programming["observations"] > 0]
+        for p in (50, 90, 99):
+            assert row[f"programming_p{p}_seconds"] == observed[f"p{p}_seconds"].iloc[-1]
+        p99s = programming["p99_seconds"].dropna().to_numpy()
+        assert row["programming_p99_over_time_seconds"] == pytest.approx(np.quantile(p99s, 0.99))
+        assert row["programming_slo_ratio"] == pytest.approx(row["programming_p99_over_time_seconds"] / 30)
+        mine_counts = counts.loc[counts["node"] == node]
+        latest = mine_counts.loc[mine_counts["timestamp"] == mine_counts["timestamp"].max()]
+        assert row["rules"] == latest["rules"].sum() and row["rules"] > 0
+        assert row["full_seconds_per_1000_rules"] == pytest.approx(row["full_p50_seconds"] / row["rules"] * 1000)
+        assert row["proxy_mode"] == status.loc[status["node"] == node, "proxy_mode"].iloc[-1] == "iptables"
+    cluster = _row(sync, None)
+    pooled = latency.loc[latency["node"].isna() & (latency["observations"] > 0)].sort_values("timestamp")
+    assert cluster["programming_p99_seconds"] == pooled["p99_seconds"].iloc[-1]
+    assert pd.isna(cluster["rules"]) and np.isnan(cluster["syncs"])
+    assert "network-programming-slow" not in set(findings["code"])  # the lab programs in well under a second
+
+
+def test_proxy_sync_of_two_scrapes_worked_out_by_hand():
+    # tests/data/metrics: node-a (iptables, 1.32) programmed changes in 0.1, 0.7, 1.5, 2.2 and 61 s,
+    # node-b (nftables, 1.33) in 0.3 s; syncs of node-a: full 0.0015, 0.003, 0.003, 0.012, partial 0.0007
+    a = read_metrics_text(METRICS / "kube-proxy-1.32-iptables.txt", at=AT).assign(instance="node-a")
+    b = read_metrics_text(METRICS / "kube-proxy-1.33-nftables.txt", at=AT).assign(instance="node-b")
+    sections, findings, missing = overhead_section(_proxy_frames(concat_samples([a, b])))
+    assert "control_plane" not in missing
+    sync = sections["proxy_sync"]
+    node_a, node_b, cluster = _row(sync, "node-a"), _row(sync, "node-b"), _row(sync, None)
+    assert (node_a["proxy_mode"], node_b["proxy_mode"]) == ("iptables", "nftables") and pd.isna(cluster["proxy_mode"])
+    assert node_a["rules"] == 4 + 23 and pd.isna(node_b["rules"])  # no rule counts outside iptables mode
+    assert (node_a["full_syncs"], node_a["full_p50_seconds"]) == (4, pytest.approx(0.003))
+    assert (node_a["partial_syncs"], node_a["partial_p50_seconds"]) == (1, pytest.approx(0.0005))
+    assert node_a["full_seconds_per_1000_rules"] == pytest.approx(0.003 / 27 * 1000)
+    assert np.isnan(node_b["full_syncs"]) and node_b["syncs"] == 2
+    assert (node_a["programming_p50_seconds"], node_a["programming_p90_seconds"],
+            node_a["programming_p99_seconds"]) == pytest.approx((1.5, 62.5, 64.75))
+    # pooled: <=0.25: 1, <=0.5: 2, <=1: 3, ..., <=65: 6; p50 at rank 3 = 1 s, p99 at rank 5.94 in (60, 65]
+    assert (cluster["programming_p50_seconds"], cluster["programming_p99_seconds"]) == pytest.approx(
+        (1.0, 60 + 5 * 0.94))
+    assert np.isnan(cluster["window_seconds"])  # one scrape: cumulative since kube-proxy started
+    (slow,) = findings.loc[findings["code"] == "network-programming-slow"].to_dict("records")
+    assert pd.isna(slow["node"]) and "64.7 s pooled over the nodes" in slow["evidence"]
+    assert "node-a (64.8 s)" in slow["evidence"] and "node-b" not in slow["evidence"]
+
+
+def test_network_programming_slow_from_exposition_text():
+    # 10 changes: 1 within 1 s, 4 in (30, 40], 5 in (40, 60]: p50 rank 5 -> 40 s, p90 rank 9 -> 40 + 20 x 4/5,
+    # p99 rank 9.9 -> 40 + 20 x 4.9/5
+    slow_text = _programming_text([("0", 0), ("1", 1), ("30", 1), ("40", 5), ("60", 10), ("+Inf", 10)], 420)
+    sections, findings, _ = overhead_section(_proxy_frames(read_metrics_text(slow_text, at=AT), node="node-x"))
+    row = _row(sections["proxy_sync"], "node-x")
+    assert (row["programming_p50_seconds"], row["programming_p90_seconds"], row["programming_p99_seconds"]) == \
+        pytest.approx((40.0, 56.0, 59.6))
+    assert row["programming_slo_ratio"] == pytest.approx(59.6 / 30)
+    assert row["proxy_mode"] == "ipvs" and pd.isna(row["rules"])
+    (slow,) = findings.to_dict("records")
+    assert (slow["code"], slow["severity"], slow["node"]) == ("network-programming-slow", "warning", "node-x")
+    assert "p99 59.6 s on node node-x" in slow["evidence"] and "30 s" in slow["evidence"] and slow["advice"]
+    assert "network-programming-slow" in FINDING_CODES
+    # 9 within 1 s, 1 in (1, 30]: p99 rank 9.9 -> 1 + 29 x 0.9 = 27.1 s, within perf-tests' 30 s
+    fast_text = _programming_text([("0", 0), ("1", 9), ("30", 10), ("60", 10), ("+Inf", 10)], 30)
+    sections, findings, _ = overhead_section(_proxy_frames(read_metrics_text(fast_text, at=AT), node="node-x"))
+    assert _row(sections["proxy_sync"], "node-x")["programming_p99_seconds"] == pytest.approx(27.1)
+    assert findings.empty
+
+
+def test_analyze_and_report_a_collected_dataset(tmp_path):
+    from npanalytics.report import render_report
+
+    a = read_metrics_text(METRICS / "kube-proxy-1.32-iptables.txt", at=AT).assign(instance="node-a")
+    b = read_metrics_text(METRICS / "kube-proxy-1.33-nftables.txt", at=AT).assign(instance="node-b")
+    analysis = npanalytics.analyze(_proxy_frames(concat_samples([a, b])))
+    assert "proxy_sync" in analysis.sections and "control_plane" not in analysis.missing
+    assert "network-programming-slow" in set(analysis.findings["code"])
+    paths = render_report(analysis, formats=("md", "html"), out_dir=tmp_path)
+    for path in paths.values():
+        text = path.read_text()
+        assert "Control plane: kube-proxy metrics" in text and "programming_p99_over_time_seconds" in text
+        assert "the analysis gave no result and no reason" not in text.split("Control plane")[1].split("Conntrack")[0]

@@ -14,7 +14,18 @@ Pure functions.
 - **Control plane** (``rule_loads``, kube-proxy metrics in ``prom_samples``): per
   node and mode, load (sync) time against rule count, rules per Service port and
   per endpoint, and the network programming latency percentiles against
-  perf-tests' 30 s SLO (:data:`PROGRAMMING_SLO_SECONDS`).
+  perf-tests' 30 s SLO (:data:`PROGRAMMING_SLO_SECONDS`) (:func:`control_plane`).
+  From a cluster's kube-proxy metrics (``proxy_latency``, ``proxy_rule_counts``,
+  ``proxy_status``, as ``npanalytics collect --prometheus`` writes them): per node
+  and mode, full and partial sync quantiles against the rule count, and the
+  network programming latency p50/p90/p99 against the same threshold
+  (:func:`proxy_sync`, section ``proxy_sync``). Both sections when both exist.
+
+``network-programming-slow`` is reported when the network programming latency
+p99 of ``proxy_sync`` (the cluster-wide row when there is one, as perf-tests pools
+all nodes; else the one node's) is above the 30 s threshold: perf-tests'
+ClusterLoader2 default ``CL2_NETWORK_PROGRAMMING_LATENCY_THRESHOLD`` (the
+Kubernetes SLO document itself still has no number).
 
 ``iptables-scaling`` is reported when a cluster runs iptables mode and its
 Service count makes the extrapolated first-packet cost at least
@@ -29,7 +40,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from ..schemas import empty_frame, validate_frame
+from ..schemas import empty_frame, frame_from_records, validate_frame
 from ._topics import Frames, category, finding, findings_frame, missing_reason, present
 
 __all__ = [
@@ -44,6 +55,7 @@ __all__ = [
     "extrapolate_overhead",
     "describe_overhead",
     "control_plane",
+    "proxy_sync",
     "histogram_quantile",
     "overhead_section",
 ]
@@ -78,6 +90,14 @@ PROGRAMMING_SLO_SECONDS = 30.0
 """perf-tests' network programming latency SLO (99th percentile, in-cluster)."""
 
 PROGRAMMING_METRIC = "kubeproxy_network_programming_duration_seconds_bucket"
+
+# proxy_latency ``metric`` -> (prefix of the proxy_sync columns, quantiles kept)
+_SYNC_COLUMNS = {
+    "sync": ("sync", (0.5, 0.99)),
+    "sync_full": ("full", (0.5, 0.9, 0.99)),
+    "sync_partial": ("partial", (0.5, 0.9, 0.99)),
+}
+_SYNC_COUNTS = {"sync": "syncs", "sync_full": "full_syncs", "sync_partial": "partial_syncs"}
 
 
 def _empty(columns: Sequence[str]) -> pd.DataFrame:
@@ -380,6 +400,162 @@ def control_plane(rule_loads: pd.DataFrame, endpoints: pd.DataFrame | None = Non
     return validate_frame(out, "control_plane")
 
 
+def _latest_of(group: pd.DataFrame) -> pd.Series:
+    """The row of the latest window of one node and metric."""
+    return group.sort_values("timestamp", kind="stable").iloc[-1]
+
+
+def _latest_observed(group: pd.DataFrame) -> pd.Series:
+    """The row of the latest window with observations (a quiet last window has no quantiles), else the latest."""
+    observed = group.loc[group["observations"] > 0]
+    return _latest_of(observed if not observed.empty else group)
+
+
+def _p99_over_time(group: pd.DataFrame) -> float:
+    """perf-tests' ``quantile_over_time(0.99, ...)`` of the windows' p99; the latest p99 when cumulative."""
+    last = _latest_of(group)
+    if np.isnan(last["window_seconds"]):
+        return float(last["p99_seconds"])
+    values = group["p99_seconds"].to_numpy(dtype="float64")
+    values = values[np.isfinite(values)]
+    # Prometheus's quantile_over_time interpolates at rank q x (n - 1), as numpy's "linear"
+    return float(np.quantile(values, 0.99)) if values.size else float("nan")
+
+
+def _node_key(values: pd.Series) -> list[str | None]:
+    return [None if pd.isna(v) else str(v) for v in values]
+
+
+def _latest_rules(rule_counts: pd.DataFrame | None, node: str | None) -> int | None:
+    """Rules of all tables (and IP families) of a node at its latest sample; None without counts."""
+    if rule_counts is None or rule_counts.empty:
+        return None
+    mine = rule_counts.loc[[k == node for k in _node_key(rule_counts["node"])]]
+    if mine.empty:
+        return None
+    return int(mine.loc[mine["timestamp"] == mine["timestamp"].max(), "rules"].sum())
+
+
+def _mode_of(status: pd.DataFrame | None, node: str | None, nodes: list[str | None]) -> str | None:
+    """A node's latest proxy mode; for the cluster-wide row, the nodes' mode when they share one."""
+    if status is None or status.empty:
+        return None
+    keys = _node_key(status["node"])
+    cluster_row = node is None and any(n is not None for n in nodes)
+    mine = status if cluster_row else status.loc[[k == node for k in keys]]
+    modes = []
+    for _, g in mine.groupby(pd.Series(_node_key(mine["node"]), index=mine.index, dtype="object"), dropna=False):
+        mode = _latest_of(g)["proxy_mode"]
+        modes.append(None if pd.isna(mode) else str(mode))
+    return modes[0] if len(set(modes)) == 1 else None
+
+
+def proxy_sync(latency: pd.DataFrame, rule_counts: pd.DataFrame | None = None,
+               status: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Per node and mode, from kube-proxy's metrics: sync time against rules, network programming latency.
+
+    The frames are those of :func:`~npanalytics.collectors.kube_proxy.kube_proxy_frames`
+    (``npanalytics collect --prometheus``). Each value is the node's latest window
+    with observations (or, for a single scrape, cumulative since kube-proxy
+    started), except
+    ``programming_p99_over_time_seconds``: perf-tests' ``NetworkProgrammingLatency``,
+    the 99th percentile over time of the windows' p99, compared with its 30 s
+    threshold (:data:`PROGRAMMING_SLO_SECONDS`).
+
+    Parameters
+    ----------
+    latency : pandas.DataFrame
+        Kind ``proxy_latency``.
+    rule_counts : pandas.DataFrame, optional
+        Kind ``proxy_rule_counts`` (iptables mode only: kube-proxy exports no rule
+        count for nftables or IPVS).
+    status : pandas.DataFrame, optional
+        Kind ``proxy_status``, for the proxy mode.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Kind ``proxy_sync``: one row per node of ``latency``, sorted by node, and
+        the cluster-wide row (``node`` NA; network programming pooled over the
+        nodes) last when ``latency`` has one.
+    """
+    validate_frame(latency, "proxy_latency")
+    if rule_counts is not None:
+        validate_frame(rule_counts, "proxy_rule_counts")
+    if status is not None:
+        validate_frame(status, "proxy_status")
+    if latency.empty:
+        return empty_frame("proxy_sync")
+    lat = latency.assign(_node=pd.Series(_node_key(latency["node"]), index=latency.index, dtype="object"),
+                         _metric=latency["metric"].astype("str"))
+    nodes = sorted({n for n in lat["_node"] if n is not None}) + ([None] if lat["_node"].isna().any() else [])
+    records = []
+    for node in nodes:
+        mine = lat.loc[[n == node for n in lat["_node"]]]
+        newest = _latest_of(mine)
+        record = {"node": node, "proxy_mode": _mode_of(status, node, nodes), "timestamp": newest["timestamp"],
+                  "window_seconds": float(newest["window_seconds"])}
+        rules = _latest_rules(rule_counts, node)
+        record["rules"] = rules
+        for metric, g in mine.groupby("_metric", sort=True):
+            last = _latest_observed(g)
+            if metric in _SYNC_COLUMNS:
+                prefix, quantiles = _SYNC_COLUMNS[metric]
+                record[_SYNC_COUNTS[metric]] = float(last["observations"])
+                for q in quantiles:
+                    record[f"{prefix}_p{round(q * 100)}_seconds"] = float(last[f"p{round(q * 100)}_seconds"])
+            elif metric == "network_programming":
+                record["programming_observations"] = float(last["observations"])
+                for q in (50, 90, 99):
+                    record[f"programming_p{q}_seconds"] = float(last[f"p{q}_seconds"])
+                record["programming_p99_over_time_seconds"] = _p99_over_time(g)
+        per_sync = record.get("full_p50_seconds", float("nan"))
+        if not np.isfinite(per_sync):
+            per_sync = record.get("sync_p50_seconds", float("nan"))
+        record["full_seconds_per_1000_rules"] = per_sync / rules * 1000 if rules else float("nan")
+        record["programming_slo_ratio"] = (record.get("programming_p99_over_time_seconds", float("nan"))
+                                           / PROGRAMMING_SLO_SECONDS)
+        records.append(record)
+    return validate_frame(frame_from_records(records, "proxy_sync"), "proxy_sync")
+
+
+def _programming_finding(sync: pd.DataFrame) -> dict | None:
+    """``network-programming-slow`` when the (cluster-wide, else the one node's) p99 breaks perf-tests' 30 s."""
+    if sync.empty:
+        return None
+    keys = _node_key(sync["node"])
+    cluster = sync.loc[[k is None for k in keys]]
+    judged = cluster if not cluster.empty else sync
+    slow = judged.loc[judged["programming_slo_ratio"] > 1]
+    if slow.empty:
+        return None
+    per_node = sync.loc[[k is not None for k in keys]]
+    slow_nodes = [f"{n} ({p:.1f} s)" for n, p in zip(per_node["node"].astype("str"),
+                                                       per_node["programming_p99_over_time_seconds"])
+                  if p > PROGRAMMING_SLO_SECONDS]
+    worst = slow.sort_values("programming_p99_over_time_seconds").iloc[-1]
+    where = "pooled over the nodes" if not cluster.empty else (
+        f"on node {worst['node']}" if pd.notna(worst["node"]) else "of the node")
+    window = ("cumulative since kube-proxy started" if np.isnan(worst["window_seconds"])
+              else f"{worst['window_seconds']:g} s windows, 99th percentile over time of their p99")
+    nodes_text = f"; nodes above 30 s on their own: {', '.join(slow_nodes)}" if slow_nodes else ""
+    return finding(
+        "warning", "network-programming-slow", None, None if not cluster.empty or len(slow) > 1 else worst["node"],
+        "kube-proxy takes longer than perf-tests' 30 s to program endpoint changes: traffic keeps going to "
+        "removed endpoints, and new ones get none, for that long",
+        f"network programming latency p99 {worst['programming_p99_over_time_seconds']:.1f} s {where} "
+        f"(latest p50 {worst['programming_p50_seconds']:.1f} s, p90 {worst['programming_p90_seconds']:.1f} s, "
+        f"p99 {worst['programming_p99_seconds']:.1f} s; {window}); threshold "
+        f"{PROGRAMMING_SLO_SECONDS:g} s (perf-tests' CL2_NETWORK_PROGRAMMING_LATENCY_THRESHOLD; the Kubernetes "
+        f"SLO itself has no number yet){nodes_text}",
+        "compare the sync times with the rule count in this section: long full syncs at many rules mean the "
+        "rule set itself is slow to write (iptables rewrites KUBE-SERVICES on every sync); a minSyncPeriod "
+        "(--iptables-min-sync-period) above the default 1 s delays changes (mostly the median: full resyncs "
+        "dominate p90 and p99); check the EndpointSlice churn (proxy_status *_changes_per_second) and the "
+        "clocks of the nodes against the control plane, whose skew distorts this metric",
+    )
+
+
 def _cluster(frames: Frames, services: int | None, is_sweep: bool) -> tuple[str | None, int | None]:
     """The cluster's proxy mode and Service-port count, from the rules (or the loads of a non-sweep dataset)."""
     mode, count = None, services
@@ -437,14 +613,15 @@ def _scaling_finding(mode: str | None, count: int | None, fit: pd.DataFrame | No
 def overhead_section(frames: Frames, *, services: int | None = None,
                      reference_fit: pd.DataFrame | None = None
                      ) -> tuple[dict[str, pd.DataFrame], pd.DataFrame, dict[str, str]]:
-    """The overhead sections of a dataset: sweep summary and fits, control plane; ``iptables-scaling``.
+    """The overhead sections of a dataset: sweep summary and fits, control plane; their findings.
 
     Parameters
     ----------
     frames : mapping of str to pandas.DataFrame
         A dataset's frames by name: ``connect_latency`` + ``rule_loads`` (a lab
         sweep), ``rule_loads`` alone (a cluster's syncs), ``proxy_services``,
-        ``proxy_endpoints``, ``prom_samples``.
+        ``proxy_endpoints``, ``prom_samples``; ``proxy_latency`` (with
+        ``proxy_rule_counts``, ``proxy_status``) from kube-proxy's metrics.
     services : int, optional
         The cluster's Service-port count to extrapolate to (default: from the rules
         or the loads of a non-sweep dataset).
@@ -457,16 +634,22 @@ def overhead_section(frames: Frames, *, services: int | None = None,
     sections : dict of str to pandas.DataFrame
         ``"overhead"`` (kind ``overhead``) and ``"overhead_fit"`` (kind
         ``overhead_fit``) for a sweep; ``"control_plane"`` (kind
-        ``control_plane``) when there are rule loads. Only the sections the frames allow.
+        ``control_plane``) when there are rule loads; ``"proxy_sync"`` (kind
+        ``proxy_sync``, :func:`proxy_sync`) when there is a ``proxy_latency``
+        frame. Only the sections the frames allow.
     findings : pandas.DataFrame
-        Kind ``findings``: ``iptables-scaling`` (see the module docstring).
+        Kind ``findings``: ``iptables-scaling``, ``network-programming-slow`` (see
+        the module docstring).
     missing : dict of str to str
-        For each section not computed, what to collect.
+        For each section not computed, what to collect (``control_plane`` only
+        when there are neither rule loads nor kube-proxy metrics).
     """
     sections: dict[str, pd.DataFrame] = {}
     missing: dict[str, str] = {}
     loads = present(frames, "rule_loads")
     latency = present(frames, "connect_latency")
+    proxy_latency = present(frames, "proxy_latency")
+    records: list[dict] = []
     fit = None
     if latency is not None:
         summary = summarize_sweep(latency, loads if loads is not None else empty_frame("rule_loads"))
@@ -478,8 +661,15 @@ def overhead_section(frames: Frames, *, services: int | None = None,
     if loads is not None:
         sections["control_plane"] = control_plane(loads, present(frames, "proxy_endpoints"),
                                                   present(frames, "prom_samples"))
-    else:
-        missing["control_plane"] = missing_reason("no rule loads (syncs)", "rule_loads")
+    if proxy_latency is not None:
+        sync = proxy_sync(proxy_latency, present(frames, "proxy_rule_counts"), present(frames, "proxy_status"))
+        sections["proxy_sync"] = sync
+        records.append(_programming_finding(sync))
+    if loads is None and proxy_latency is None:
+        missing["control_plane"] = (missing_reason("no rule loads (syncs) and no kube-proxy metrics", "rule_loads")
+                                    + "; or collect kube-proxy's metrics (`npanalytics collect --prometheus`, "
+                                    "or a scrape of its /metrics) into proxy_latency, proxy_rule_counts and "
+                                    "proxy_status")
     mode, count = _cluster(frames, services, is_sweep=latency is not None)
-    rec = _scaling_finding(mode, count, fit if fit is not None else reference_fit)
-    return sections, findings_frame([rec] if rec else []), missing
+    records.append(_scaling_finding(mode, count, fit if fit is not None else reference_fit))
+    return sections, findings_frame([r for r in records if r]), missing

@@ -31,6 +31,7 @@ FINDING_CODES = (
     "node-port-out-of-range",
     "iptables-scaling",
     "unexplained-skew",
+    "network-programming-slow",
 )
 """The stable finding codes (more may be added; none is ever renamed)."""
 

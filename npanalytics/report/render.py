@@ -60,6 +60,11 @@ SECTION_TEXT: dict[str, tuple[str, str]] = {
         "Control plane",
         "Per node and proxy mode: rule loads (syncs) against the rule count, and network programming latency.",
     ),
+    "proxy_sync": (
+        "Control plane: kube-proxy metrics",
+        "Per node and proxy mode: full and partial sync times against the rule count, and network programming "
+        "latency against perf-tests' 30 s threshold (the last row, no node, pools the nodes as perf-tests does).",
+    ),
     "load": (
         "Load per backend",
         "The load each source attributes to each backend, per window and entry node (what the skew compares).",
@@ -81,13 +86,17 @@ BRIEF_COLUMNS: dict[str, tuple[str, ...]] = {
                   "snat_connections"),
     "control_plane": ("node", "proxy_mode", "loads", "services", "rules", "load_seconds_median",
                       "load_seconds_max", "seconds_per_1000_rules", "programming_p99_seconds"),
+    "proxy_sync": ("node", "proxy_mode", "rules", "syncs", "full_p50_seconds", "full_p99_seconds",
+                   "partial_p99_seconds", "programming_p50_seconds", "programming_p90_seconds",
+                   "programming_p99_over_time_seconds", "programming_slo_ratio"),
     "load": ("service_port_name", "window_start", "source", "measure", "entry_node", "endpoint_ip", "pod",
              "node", "value"),
 }
 """The columns of each section's table in the Markdown report (HTML shows every column)."""
 
 REPORT_SECTIONS = ("affinity", "long_lived", "overhead", "control_plane", "conntrack_pressure", "node_path")
-"""Topic sections of the report in order (``overhead_fit`` is shown inside ``overhead``)."""
+"""Topic sections of the report in order (``overhead_fit`` is shown inside ``overhead``, ``proxy_sync``
+inside ``control_plane``)."""
 
 _MISSING_DEFAULT = "the analysis gave no result and no reason for this topic."
 
@@ -213,7 +222,7 @@ def _section_tables(caption: str, records: list[dict[str, Any]], name: str) -> d
 
 def _section_view(analysis: Analysis, payload: Mapping[str, Any], figures: bool) -> list[dict[str, Any]]:
     names = list(REPORT_SECTIONS) + sorted(
-        set(analysis.sections) - set(REPORT_SECTIONS) - {"overhead_fit"}
+        set(analysis.sections) - set(REPORT_SECTIONS) - {"overhead_fit", "proxy_sync"}
     )
     view = []
     for name in names:
@@ -227,8 +236,11 @@ def _section_view(analysis: Analysis, payload: Mapping[str, Any], figures: bool)
                                                       payload["sections"]["overhead_fit"], "overhead_fit"))
             if figures:
                 item["figure"] = section_figure(name, analysis.sections)
-        else:
+        elif not (name == "control_plane" and "proxy_sync" in analysis.sections):
             item["missing"] = payload["missing"].get(name, _MISSING_DEFAULT)
+        if name == "control_plane" and "proxy_sync" in analysis.sections:  # from kube-proxy's metrics
+            item["tables"].append(_section_tables(SECTION_TEXT["proxy_sync"][0], payload["sections"]["proxy_sync"],
+                                                  "proxy_sync"))
         if name == "overhead" and "overhead" in analysis.sections and "overhead_fit" not in analysis.sections:
             item["fit_missing"] = payload["missing"].get("overhead_fit")
         view.append(item)
@@ -258,7 +270,7 @@ def _provenance_view(payload: Mapping[str, Any]) -> dict[str, Any]:
 
 def _view(analysis: Analysis, payload: Mapping[str, Any], figures: bool) -> dict[str, Any]:
     missing = payload["missing"]
-    shown = set(REPORT_SECTIONS) | {"overhead_fit"}
+    shown = set(REPORT_SECTIONS) | {"overhead_fit", "proxy_sync"}
     return {
         "payload": payload,
         "title": f"npanalytics report: {payload['dataset']['name'] or 'unnamed dataset'}",
