@@ -8,6 +8,13 @@ line of text and a table (escaped HTML) in ``.widget``::
     from npanalytics.widgets import SkewExplorer
     SkewExplorer("etp-local-uneven").widget
 
+A :class:`LiveSource` panel records a live cluster (Prometheus and/or the Kubernetes
+API) with :func:`npanalytics.collect.collect` and adds the result to the explorers'
+dataset choice; one panel can feed several explorers::
+
+    live = LiveSource()
+    TroubleshootingExplorer(live=live).widget
+
 Needs ipywidgets and matplotlib (``pip install 'npanalytics[notebook]'``).
 """
 
@@ -16,14 +23,18 @@ from __future__ import annotations
 import html
 import io
 import os
+import tempfile
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from .analysis.result import SEVERITIES, Analysis
 from .datasets import DEFAULT_DATASET, Dataset, list_datasets, load_dataset
+from .exceptions import NpaError
 
 try:
     import ipywidgets as widgets
@@ -34,6 +45,7 @@ except ImportError as err:  # pragma: no cover - depends on the environment
     ) from err
 
 __all__ = [
+    "LiveSource",
     "SkewExplorer",
     "AffinityExplorer",
     "OverheadExplorer",
@@ -76,12 +88,210 @@ def _set_options(dropdown: Any, options: list[Any]) -> None:
         dropdown.value = values[0]
 
 
+LIVE_PREFIX = "live: "
+"""How the dataset choices recorded by a :class:`LiveSource` begin."""
+
+
+class LiveSource:
+    """A panel that records a live cluster and offers the result to explorers.
+
+    Its "Collect" button runs :func:`npanalytics.collect.collect` over the last
+    ``minutes`` (Prometheus and/or the Kubernetes API), into a temporary folder
+    the panel owns (removed by :meth:`close`), loads the dataset again with
+    :func:`npanalytics.load_dataset`, analyses it once and adds it to every
+    attached explorer's dataset choice as ``"live: <url> @ <time> UTC"`` (selected).
+    A failure (an unreachable source, a bad step...) is shown, escaped and naming
+    the source, in ``error``; the explorers keep what they showed.
+
+    Parameters
+    ----------
+    minutes : int, default 60
+        The initial time range: the last ``minutes`` up to the click.
+    step : str, default "15s"
+        The initial resolution.
+    analyze : callable, optional
+        Dataset -> Analysis, in place of :func:`npanalytics.analyze`.
+    timeout : float, default 30.0
+        Seconds per request to Prometheus.
+
+    Attributes
+    ----------
+    url, kubeconfig, context, step : ipywidgets.Text
+        Prometheus base URL, kubeconfig path and context (empty: its current one),
+        resolution (``15s``, ``1m``...). Give a URL, a kubeconfig or both.
+    token : ipywidgets.Password
+        Bearer token for Prometheus (optional). It is passed to the collector
+        only: never shown, logged, nor written into the dataset.
+    minutes : ipywidgets.BoundedIntText
+        The time range, in minutes back from the click.
+    button : ipywidgets.Button
+        "Collect"; ``button.click()`` collects as a click would.
+    status, error : ipywidgets.HTML
+        What is happening (or last happened), and the last failure.
+    collected : dict of str to Dataset
+        The datasets recorded, by their choice label.
+    analyses : dict of str to Analysis
+        Their analyses, by the same labels.
+    """
+
+    def __init__(self, *, minutes: int = 60, step: str = "15s",
+                 analyze: Callable[[Dataset], Analysis] | None = None, timeout: float = 30.0) -> None:
+        self._analyze = analyze or _analyze
+        self.timeout = timeout
+        self.url = widgets.Text(description="Prometheus", placeholder="http://prometheus:9090")
+        self.token = widgets.Password(description="token", placeholder="bearer token (optional)")
+        self.kubeconfig = widgets.Text(description="kubeconfig", placeholder="path (optional)")
+        self.context = widgets.Text(description="context", placeholder="(current context)")
+        self.minutes = widgets.BoundedIntText(value=minutes, min=1, max=7 * 24 * 60, description="last minutes")
+        self.step = widgets.Text(value=step, description="step")
+        self.button = widgets.Button(description="Collect", icon="download",
+                                     tooltip="Record the live source into a dataset and add it to the choices")
+        self.status = widgets.HTML("<p>Live source: give a Prometheus URL and/or a kubeconfig, then Collect.</p>")
+        self.error = widgets.HTML()
+        self.collected: dict[str, Dataset] = {}
+        self.analyses: dict[str, Analysis] = {}
+        self._listeners: list[Callable[..., None]] = []
+        self._count = 0
+        self._folder: tempfile.TemporaryDirectory[str] | None = tempfile.TemporaryDirectory(prefix="npa-live-")
+        self.button.on_click(self._on_collect)
+
+    # -- wiring --------------------------------------------------------------------------
+    def attach(self, listener: Callable[..., None]) -> None:
+        """Call ``listener(label, analysis, select=...)`` for each recording (past ones unselected)."""
+        self._listeners.append(listener)
+        for label, analysis in self.analyses.items():
+            listener(label, analysis, select=False)
+
+    def _source_name(self) -> str:
+        """The source as the messages name it (no user:password of the URL, never the token)."""
+        from .collectors.prometheus import _shown
+
+        parts = []
+        if self.url.value.strip():
+            parts.append(f"Prometheus at {_shown(self.url.value.strip())}")
+        if self.kubeconfig.value.strip():
+            context = self.context.value.strip()
+            parts.append(f"the Kubernetes API of kubeconfig {self.kubeconfig.value.strip()}"
+                         + (f" (context {context})" if context else ""))
+        return " and ".join(parts) or "no source"
+
+    def _label(self, end: pd.Timestamp) -> str:
+        from .collectors.prometheus import _shown
+
+        url = self.url.value.strip()
+        where = _shown(url) if url else f"kubeconfig {self.kubeconfig.value.strip()}"
+        if url and self.kubeconfig.value.strip():
+            where += " + Kubernetes API"
+        label = f"{LIVE_PREFIX}{where} @ {end:%Y-%m-%d %H:%M:%S} UTC"
+        base, n = label, 1
+        while label in self.collected:
+            n += 1
+            label = f"{base} ({n})"
+        return label
+
+    def _redacted(self, text: str) -> str:
+        token = self.token.value
+        return text.replace(token, "***") if token else text
+
+    # -- the button ----------------------------------------------------------------------
+    def _on_collect(self, _button: Any = None) -> None:
+        """Collect, load, analyse, then offer the result; show any failure instead of raising."""
+        source = self._source_name()
+        self.error.value = ""
+        self.button.disabled = True
+        self.status.value = (f"<p>Collecting the last {self.minutes.value} min (step "
+                             f"{html.escape(self.step.value)}) from {html.escape(source)} ...</p>")
+        try:
+            label, notes = self._record()
+        except Exception as err:  # noqa: BLE001 - the UI boundary: say it, never raise into the front end
+            self.status.value = f"<p>Collection from {html.escape(source)} failed.</p>"
+            self.error.value = self._failure(f"Collecting from {source} failed", err)
+            return
+        finally:
+            self.button.disabled = False
+        for listener in self._listeners:
+            try:
+                listener(label, self.analyses[label], select=True)
+            except Exception as err:  # noqa: BLE001 - as above
+                self.error.value = self._failure(f"Showing {label} failed", err)
+        frames = len(self.collected[label].frames)
+        said = "".join(f"<li>{html.escape(self._redacted(note))}</li>" for note in notes)
+        self.status.value = (f"<p>Collected <b>{html.escape(label)}</b> from {html.escape(source)}: "
+                             f"{frames} frames, analysed.</p>" + (f"<ul>{said}</ul>" if said else ""))
+
+    def _failure(self, what: str, err: BaseException) -> str:
+        kind = "" if isinstance(err, (NpaError, ValueError)) else f"{type(err).__name__}: "
+        return (f"<p style='color:#b00'><b>{html.escape(self._redacted(what))}</b>: "
+                f"{html.escape(self._redacted(kind + str(err)))}</p>")
+
+    def _record(self) -> tuple[str, list[str]]:
+        """Run the collector into the panel's folder, load and analyse; the label and the warnings."""
+        from .collect import collect
+        from .exceptions import NpaWarning
+
+        if self._folder is None:
+            raise RuntimeError("this live source is closed")
+        url = self.url.value.strip() or None
+        end = pd.Timestamp.now(tz="UTC").floor("s")
+        start = end - pd.Timedelta(minutes=self.minutes.value)
+        self._count += 1
+        name = f"live-{self._count}"
+        out = Path(self._folder.name) / name
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", NpaWarning)
+            collect(out, prometheus=url, start=start, end=end, step=self.step.value.strip() or None,
+                    token=(self.token.value or None) if url else None,
+                    kubeconfig=self.kubeconfig.value.strip() or None, context=self.context.value.strip() or None,
+                    name=name, description=f"live recording of {self._source_name()}", progress=False,
+                    timeout=self.timeout)
+            dataset = load_dataset(out)
+            analysis = self._analyze(dataset)
+        notes = []
+        for w in caught:
+            if issubclass(w.category, NpaWarning):
+                notes.append(str(w.message))
+            else:  # not ours to judge: pass it on
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+        label = self._label(end)
+        self.collected[label], self.analyses[label] = dataset, analysis
+        return label, notes
+
+    # -- display and cleanup -------------------------------------------------------------
+    @property
+    def widget(self) -> Any:
+        """The panel: source fields, range and step, the button, the status and error lines."""
+        if not hasattr(self, "_widget"):
+            row = widgets.Layout(flex_flow="row wrap")
+            self._widget = widgets.VBox([
+                widgets.HBox([self.url, self.token], layout=row),
+                widgets.HBox([self.kubeconfig, self.context], layout=row),
+                widgets.HBox([self.minutes, self.step, self.button], layout=row),
+                self.status, self.error,
+            ])
+        return self._widget
+
+    def close(self) -> None:
+        """Remove the recorded folders and detach the explorers (their analyses stay in memory)."""
+        self._listeners.clear()
+        if self._folder is not None:
+            self._folder.cleanup()
+            self._folder = None
+        self.button.disabled = True
+        self.status.value = "<p>Live source closed.</p>"
+
+    def _ipython_display_(self) -> None:  # pragma: no cover - needs a front end
+        from IPython.display import display
+
+        display(self.widget)
+
+
 class _Explorer:
     """The dataset choice, the analysis cache, the figure and the refresh cycle."""
 
     figure_size = (11.0, 4.0)
 
-    def __init__(self, data: AnalysisSource = None, *, analyze: Callable[[Dataset], Analysis] | None = None) -> None:
+    def __init__(self, data: AnalysisSource = None, *, analyze: Callable[[Dataset], Analysis] | None = None,
+                 live: LiveSource | bool = False) -> None:
         self._analyze = analyze or _analyze
         self._analyses: dict[str, Analysis] = {}
         self._datasets: dict[str, Dataset] = {}
@@ -104,6 +314,35 @@ class _Explorer:
         self.table = widgets.HTML()
         self.figure: Figure | None = None
         self.dataset.observe(self._on_dataset, names="value")
+        self._owns_live = live is True
+        self.live: LiveSource | None = LiveSource() if live is True else (live or None)
+
+    def _attach_live(self) -> None:
+        """Take the live panel's recordings (once the controls exist: subclasses call this last)."""
+        if self.live is not None:
+            self.live.attach(self.add_analysis)
+
+    def add_analysis(self, label: str, analysis: Analysis, *, select: bool = True) -> None:
+        """Offer ``analysis`` as the dataset choice ``label`` and, with ``select``, show it.
+
+        Parameters
+        ----------
+        label : str
+            The choice's label (a :class:`LiveSource` uses ``"live: <url> @ <time> UTC"``).
+        analysis : Analysis
+            What the choice shows.
+        select : bool, default True
+            Choose it now (redraws).
+        """
+        self._analyses[label] = analysis
+        current = self.dataset.value
+        with self._quiet():
+            options = list(self.dataset.options)
+            self.dataset.options = options if label in options else [*options, label]
+            self.dataset.value = label if select else current
+        self.dataset.disabled = False
+        if select:
+            self._on_dataset()
 
     # -- data ----------------------------------------------------------------------------
     @property
@@ -126,6 +365,8 @@ class _Explorer:
             self._updating = was
 
     def _on_dataset(self, _change: Any = None) -> None:
+        if self._updating:
+            return
         with self._quiet():
             self._fill_controls()
         self.refresh()
@@ -171,13 +412,20 @@ class _Explorer:
 
     @property
     def widget(self) -> Any:
-        """The explorer to display: controls, figure, text and table."""
+        """The explorer to display: the live panel (if any), controls, figure, text and table."""
         if not hasattr(self, "_widget"):
+            panel = [] if self.live is None else [self.live.widget]
             self._widget = widgets.VBox([
+                *panel,
                 widgets.HBox(self._controls(), layout=widgets.Layout(flex_flow="row wrap")),
                 self.image, self.text, self.table,
             ])
         return self._widget
+
+    def close(self) -> None:
+        """Close the live panel this explorer made (``live=True``); a shared one stays open."""
+        if self.live is not None and self._owns_live:
+            self.live.close()
 
     def _ipython_display_(self) -> None:  # pragma: no cover - needs a front end
         from IPython.display import display
@@ -195,6 +443,11 @@ class SkewExplorer(_Explorer):
         then be chosen). Datasets are analysed with :func:`npanalytics.analyze`.
     analyze : callable, optional
         Dataset -> Analysis, in place of :func:`npanalytics.analyze`.
+    live : LiveSource or bool, default False
+        A live-source panel shown above the controls, whose recordings become
+        dataset choices: True makes one (closed by :meth:`close`), a
+        :class:`LiveSource` is shared (every explorer attached gets its recordings).
+        All explorers take it.
 
     Attributes
     ----------
@@ -207,14 +460,16 @@ class SkewExplorer(_Explorer):
         The skew summary line and the findings of the Service port.
     """
 
-    def __init__(self, data: AnalysisSource = None, *, analyze: Callable[[Dataset], Analysis] | None = None) -> None:
-        super().__init__(data, analyze=analyze)
+    def __init__(self, data: AnalysisSource = None, *, analyze: Callable[[Dataset], Analysis] | None = None,
+                 live: LiveSource | bool = False) -> None:
+        super().__init__(data, analyze=analyze, live=live)
         self.service = widgets.Dropdown(description="service")
         self.source = widgets.Dropdown(description="source")
         self.group = widgets.Dropdown(description="grouping")
         self.window = widgets.Dropdown(description="window")
         self._observe(self.service, self.source, self.group, self.window)
         self._on_dataset()
+        self._attach_live()
 
     def _controls(self) -> list[Any]:
         return [self.dataset, self.service, self.source, self.group, self.window]
@@ -292,11 +547,13 @@ class AffinityExplorer(_Explorer):
 
     CODES = ("affinity-concentration", "snat-source-lost", "cross-node-hops", "local-policy-blackhole")
 
-    def __init__(self, data: AnalysisSource = None, *, analyze: Callable[[Dataset], Analysis] | None = None) -> None:
-        super().__init__(data, analyze=analyze)
+    def __init__(self, data: AnalysisSource = None, *, analyze: Callable[[Dataset], Analysis] | None = None,
+                 live: LiveSource | bool = False) -> None:
+        super().__init__(data, analyze=analyze, live=live)
         self.service = widgets.Dropdown(description="service")
         self._observe(self.service)
         self._on_dataset()
+        self._attach_live()
 
     def _controls(self) -> list[Any]:
         return [self.dataset, self.service]
@@ -332,7 +589,8 @@ class AffinityExplorer(_Explorer):
         if node_path is None or node_path.empty:
             right.set_axis_off()
             why = self.analysis.missing.get("node_path", "no conntrack flows of this Service port")
-            text += f"<p>No NodePort path recorded for {html.escape(service)}: {html.escape(why)}</p>"
+            whose = "any Service port" if self.service.value is None else html.escape(service)
+            text += f"<p>No NodePort path recorded for {whose}: {html.escape(why)}</p>"
         else:
             plot_flow_diagram(node_path, service, ax=right)
         table = "" if affinity is None else _table_html(affinity, "No affinity rows for this Service port.")
@@ -361,13 +619,15 @@ class OverheadExplorer(_Explorer):
     figure_size = (8.0, 4.5)
 
     def __init__(self, data: AnalysisSource = "proxy-mode-sweep", *,
-                 analyze: Callable[[Dataset], Analysis] | None = None, services: int = 0) -> None:
-        super().__init__(data, analyze=analyze)
+                 analyze: Callable[[Dataset], Analysis] | None = None, services: int = 0,
+                 live: LiveSource | bool = False) -> None:
+        super().__init__(data, analyze=analyze, live=live)
         self.statistic = widgets.Dropdown(description="statistic")
         self.services = widgets.BoundedIntText(value=services, min=0, max=10_000_000, description="your Services")
         self.published = widgets.Checkbox(value=True, description="KEP-3866 numbers")
         self._observe(self.statistic, self.services, self.published)
         self._on_dataset()
+        self._attach_live()
 
     def _controls(self) -> list[Any]:
         return [self.dataset, self.statistic, self.services, self.published]
@@ -419,8 +679,9 @@ class TroubleshootingExplorer(_Explorer):
 
     ALL = "(all)"
 
-    def __init__(self, data: AnalysisSource = None, *, analyze: Callable[[Dataset], Analysis] | None = None) -> None:
-        super().__init__(data, analyze=analyze)
+    def __init__(self, data: AnalysisSource = None, *, analyze: Callable[[Dataset], Analysis] | None = None,
+                 live: LiveSource | bool = False) -> None:
+        super().__init__(data, analyze=analyze, live=live)
         self.severity = widgets.SelectMultiple(options=list(SEVERITIES), value=list(SEVERITIES),
                                                description="severity")
         self.service = widgets.Dropdown(description="service")
@@ -428,6 +689,7 @@ class TroubleshootingExplorer(_Explorer):
         self.rows = self.analysis.findings.iloc[0:0]
         self._observe(self.severity, self.service, self.node)
         self._on_dataset()
+        self._attach_live()
 
     def _controls(self) -> list[Any]:
         return [self.dataset, self.severity, self.service, self.node]

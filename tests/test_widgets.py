@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import html
+import os
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -268,3 +271,160 @@ def test_widgets_compute_no_statistic():
     source = inspect.getsource(module)
     reductions = re.findall(r"\.(mean|median|std|var|quantile|sum|cumsum|groupby|agg|value_counts)\(|scipy", source)
     assert reductions == []
+
+
+# -- the live-source panel: real sources, driven through the Collect button ------------------------------
+
+LIVE_TOKEN = "npa-live-token-7c2d91"
+
+
+def _live_files(live):
+    """Every file the panel wrote (its temporary folder)."""
+    from pathlib import Path
+
+    return [p for p in Path(live._folder.name).rglob("*") if p.is_file()]
+
+
+@pytest.fixture(scope="module")
+def recent_prometheus(tmp_path_factory):
+    """A real Prometheus holding endpoint-removed-stale's series, moved to end 20 s ago."""
+    import shutil
+    import time
+
+    from conftest import _need
+    from prom_server import backfill, start_prometheus
+    from test_collect_catalogs import om_lines, shifted
+
+    prometheus, promtool = shutil.which("prometheus"), shutil.which("promtool")
+    _need(prometheus, "needs the prometheus binary")
+    _need(promtool, "needs the promtool binary")
+    text = npanalytics.load_dataset("endpoint-removed-stale").raw["raw/metrics/series.om"].decode()
+    last = max(s for *_, s in om_lines(text))
+    root = tmp_path_factory.mktemp("live-prometheus")
+    backfill(promtool, shifted(text, time.time() - 20 - last), root / "tsdb", "recent")
+    server = start_prometheus(prometheus, root)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def test_live_source_collects_from_prometheus_into_every_attached_explorer(recent_prometheus):
+    from npanalytics.collect import CATALOG_KINDS
+    from npanalytics.widgets import LiveSource
+
+    live = LiveSource()
+    trouble = TroubleshootingExplorer("endpoint-removed-stale", live=live)
+    skew = SkewExplorer("endpoint-removed-stale", live=live)
+    affinity = AffinityExplorer("endpoint-removed-stale", live=live)
+    before = list(trouble.dataset.options)
+    assert "stale-conntrack" in trouble.table.value and len(trouble.rows) > 0
+    assert any(c.get_label() == "entries now" for c in trouble.figure.axes[0].containers)
+    assert skew.service.options  # the bundled recording has skew rows
+    live.url.value, live.token.value = recent_prometheus.url, LIVE_TOKEN
+    live.minutes.value, live.step.value = 10, "5s"
+    live.button.click()
+    assert live.error.value == ""
+    (label,) = live.collected
+    assert label.startswith(f"live: {recent_prometheus.url} @ ") and label.endswith(" UTC")
+    for explorer in (trouble, skew, affinity):
+        assert list(explorer.dataset.options) == [*before, label] and explorer.dataset.value == label
+        assert explorer.analysis is live.analyses[label]
+    assert f"Collected <b>{label}</b>" in live.status.value and not live.button.disabled
+    # the recording: the catalogs from kube-state-metrics and kube-proxy, no conntrack
+    collected = live.collected[label]
+    assert set(CATALOG_KINDS) <= set(collected.frames) and len(collected["k8s_endpoints"]) > 0
+    assert not {"conntrack", "conntrack_stats"} & set(collected.kinds.values())
+    # what the explorers show now is the analysis of that recording
+    expected = npanalytics.analyze(npanalytics.load_dataset(live._folder.name + "/live-1"))
+    pd.testing.assert_frame_equal(trouble.rows.reset_index(drop=True),
+                                  expected.findings.reset_index(drop=True))
+    assert f"0 of {len(expected.findings)} findings" in trouble.text.value
+    assert "stale-conntrack" not in trouble.table.value
+    assert html.escape(expected.missing["conntrack_pressure"]) in trouble.text.value
+    assert not trouble.figure.axes[0].containers and trouble.figure.axes[0].texts[0].get_text() == (
+        "conntrack_pressure: not available")
+    assert skew.service.options == () and "No Service port" in skew.text.value
+    assert html.escape(expected.missing["affinity"]) in affinity.text.value
+    # the token went to Prometheus only: not in the files, the choice or the messages
+    files = _live_files(live)
+    assert any(p.name == "manifest.json" for p in files)
+    assert all(LIVE_TOKEN.encode() not in p.read_bytes() for p in files)
+    assert LIVE_TOKEN not in label + live.status.value + live.error.value
+    # back to a bundled dataset and forth again: the recording stays a choice
+    trouble.dataset.value = "endpoint-removed-stale"
+    assert "stale-conntrack" in trouble.table.value
+    trouble.dataset.value = label
+    assert "stale-conntrack" not in trouble.table.value
+    folder = live._folder.name
+    live.close()
+    assert not os.path.exists(folder) and live.button.disabled
+
+
+def test_live_source_follows_the_kubernetes_api(tmp_path):
+    if os.environ.get("CI", "").lower() == "true":
+        import kubernetes  # noqa: F401 - CI installs the k8s extra: a missing client fails, never skips
+    else:
+        pytest.importorskip("kubernetes")
+    from npanalytics.lab.apiserver import LabApiServer
+    from npanalytics.lab.scenario import load_scenario
+
+    scenario = load_scenario("two-nodes-local")
+    with LabApiServer(scenario) as srv:
+        config = srv.write_kubeconfig(tmp_path / "kubeconfig", context="lab")
+        explorer = TroubleshootingExplorer("node-sample", live=True)
+        live = explorer.live
+        assert explorer.widget.children[0] is live.widget
+        live.kubeconfig.value, live.context.value = str(config), "no-such-context"
+        live.button.click()
+        assert "no-such-context" in live.error.value and str(config) in live.error.value
+        assert "its contexts: lab" in live.error.value and "Traceback" not in live.error.value
+        assert explorer.dataset.value == "node-sample" and not live.collected
+        live.context.value = "lab"
+        srv.set_pod_states({pod.name: {"ready": False} for pod in scenario.pods})
+        live.button.click()
+        assert live.error.value == ""
+        (unready,) = live.collected
+        assert unready.startswith(f"live: kubeconfig {config} @ ") and explorer.dataset.value == unready
+        assert list(explorer.rows["code"]) == ["no-ready-endpoints"]
+        assert list(explorer.rows["service"]) == ["default/web:http"]
+        assert explorer.service.options == ("(all)", "default/web:http")
+        srv.set_pod_states({pod.name: {"ready": True} for pod in scenario.pods})
+        live.button.click()
+    ready = [label for label in live.collected if label != unready]
+    assert len(ready) == 1 and explorer.dataset.value == ready[0]
+    assert explorer.rows.empty and "0 of 0 findings" in explorer.text.value
+    assert sorted(live.collected[ready[0]]["k8s_pods"]["pod"].astype(str)) == sorted(p.name for p in scenario.pods)
+    # an explorer attached later gets both recordings as choices, without switching to them
+    later = TroubleshootingExplorer("node-sample", live=live)
+    assert list(later.dataset.options)[-2:] == [unready, ready[0]] and later.dataset.value == "node-sample"
+    folder = live._folder.name
+    explorer.close()
+    assert not os.path.exists(folder)
+
+
+def test_live_source_shows_an_unreachable_source_escaped():
+    from prom_server import free_port
+
+    explorer = SkewExplorer("node-sample", live=True)
+    live = explorer.live
+    options, shown = explorer.dataset.options, explorer.image.value
+    url = f"http://127.0.0.1:{free_port()}/<script>alert(1)</script>"
+    live.url.value, live.token.value = url, LIVE_TOKEN
+    live.button.click()
+    error = live.error.value
+    assert "<script>" not in error and "&lt;script&gt;alert(1)&lt;/script&gt;" in error
+    assert "Collecting from Prometheus at http://127.0.0.1:" in error and "cannot query Prometheus" in error
+    assert "Traceback" not in error and LIVE_TOKEN not in error + live.status.value
+    assert "<script>" not in live.status.value and "failed" in live.status.value
+    assert explorer.dataset.options == options and explorer.image.value == shown and not live.collected
+    assert not live.button.disabled
+    # a password in the URL is not shown either
+    live.url.value = f"http://viewer:hunter2secret@127.0.0.1:{free_port()}"
+    live.button.click()
+    assert "hunter2secret" not in live.error.value + live.status.value and "viewer" not in live.error.value
+    # no source at all, or a bad step: said, not raised
+    live.url.value = ""
+    live.button.click()
+    assert "collect needs a source" in live.error.value and "no source" in live.status.value
+    explorer.close()
