@@ -58,8 +58,9 @@ class Analysis:
         kind of each is in parentheses): ``"load"`` (``backend_load``: load per
         backend and source), ``"node_path"`` (local vs forwarded per entry node),
         ``"affinity"``, ``"long_lived"``, ``"overhead"`` and ``"overhead_fit"`` (a lab
-        sweep), ``"control_plane"`` (sync time against rule count) and
-        ``"conntrack_pressure"``.
+        sweep), ``"control_plane"`` (the lab's rule loads: sync time against rule count),
+        ``"proxy_sync"`` (kube-proxy's own metrics: sync and network programming
+        latency quantiles per node) and ``"conntrack_pressure"``.
     missing : dict of str to str
         For each topic that could not be computed, what is missing and how to
         collect it (shown by the report in place of the section).
