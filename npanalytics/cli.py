@@ -29,7 +29,8 @@ from .exceptions import NpaError
 __all__ = ["main"]
 
 
-def _node_port_range(text: str) -> tuple[int, int]:
+def node_port_range_arg(text: str) -> tuple[int, int]:
+    """argparse type of ``--node-port-range LOW-HIGH`` (shared by the subcommands)."""
     try:
         low, high = (int(x) for x in text.split("-"))
     except ValueError:
@@ -53,7 +54,7 @@ def _add_inspect(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--rules", metavar="FILE", help="iptables-save, nft list ruleset or ipvsadm -Ln dump of one node")
     p.add_argument("--conntrack", metavar="FILE", help="conntrack -L dump of the same node")
     p.add_argument("--rules-format", default="auto", choices=["auto", "iptables", "nftables", "ipvs"])
-    p.add_argument("--node-port-range", type=_node_port_range, default=(30000, 32767), metavar="LOW-HIGH")
+    p.add_argument("--node-port-range", type=node_port_range_arg, default=(30000, 32767), metavar="LOW-HIGH")
     p.add_argument("--on-bad-line", default="raise", choices=["raise", "warn", "skip"])
     p.add_argument("--format", default="table", choices=["table", "csv", "json"], help="output format")
     p.set_defaults(func=_inspect)

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from ..analysis.result import SEVERITIES
+from ..cli import node_port_range_arg
 from ..exceptions import CollectorError, DatasetError, ParseError, SchemaError
 from .render import REPORT_FORMATS
 
@@ -66,16 +67,6 @@ def _formats(text: str) -> list[str]:
     return list(dict.fromkeys(chosen))
 
 
-def _node_port_range(text: str) -> tuple[int, int]:
-    try:
-        low, high = (int(x) for x in text.split("-"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected LOW-HIGH, e.g. 30000-32767, got {text!r}") from None
-    if not 0 < low <= high < 65536:
-        raise argparse.ArgumentTypeError(f"expected 0 < LOW <= HIGH < 65536, got {text!r}")
-    return low, high
-
-
 def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add the ``report`` subcommand to the ``npanalytics`` parser."""
     p = sub.add_parser(
@@ -100,7 +91,7 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                      help="conntrack -S output of a node (repeat for several nodes)")
     src.add_argument("--rules", metavar="[NODE=]FILE", action="append",
                      help="iptables-save, nft list ruleset or ipvsadm -Ln dump of a node (repeat for several nodes)")
-    src.add_argument("--node-port-range", type=_node_port_range, default=(30000, 32767), metavar="LOW-HIGH")
+    src.add_argument("--node-port-range", type=node_port_range_arg, default=(30000, 32767), metavar="LOW-HIGH")
     src.add_argument("--on-bad-line", default="raise", choices=["raise", "warn", "skip"],
                      help="what the dump readers do with a line they cannot parse (default: raise)")
     out = p.add_argument_group("output")
