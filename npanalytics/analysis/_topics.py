@@ -1,7 +1,8 @@
 """Helpers shared by the topic modules (affinity, long-lived, overhead, pressure, diagnostics).
 
 Private: frame look-up by kind, findings records, and Service-port attribution of
-conntrack flows across nodes.
+conntrack flows across nodes (computed once by :func:`with_attribution` when several
+topics run on the same frames, as in ``analyze``).
 """
 
 from __future__ import annotations
@@ -89,18 +90,16 @@ FLOW_COLUMNS = (
 """The conntrack columns the topic modules read (service_flows keeps only these)."""
 
 
-def service_flows(flows: pd.DataFrame, services: pd.DataFrame) -> pd.DataFrame:
-    """The flows that reach a Service frontend, with ``service_port_name`` and ``node``.
+ATTRIBUTION = "service_port_name"
+"""The ``conntrack_flows`` column that carries each flow's Service port once computed
+(:func:`with_attribution`); :func:`service_flows` reads it instead of matching again."""
+
+
+def flow_attribution(flows: pd.DataFrame, services: pd.DataFrame) -> np.ndarray:
+    """The Service port of each flow (object array, None for no Service frontend).
 
     Each node's flows are attributed with that node's ``proxy_services`` when both
     frames carry ``node``; otherwise all flows with all services.
-
-    Returns
-    -------
-    pandas.DataFrame
-        The attributed rows of ``flows`` (index kept), columns :data:`FLOW_COLUMNS`
-        plus ``service_port_name`` and ``node`` (both str categories; ``node`` is
-        ``""`` for a single unnamed node).
     """
     spn = np.full(len(flows), None, dtype=object)
     by_node = "node" in flows.columns and "node" in services.columns
@@ -112,6 +111,46 @@ def service_flows(flows: pd.DataFrame, services: pd.DataFrame) -> pd.DataFrame:
                 spn[positions] = attribute_flows(flows.iloc[positions], svc).astype("object").to_numpy()
     elif len(flows) and len(services):
         spn[:] = attribute_flows(flows, services).astype("object").to_numpy()
+    return spn
+
+
+def with_attribution(frames: Frames) -> Frames:
+    """``frames`` with the flows' Service ports computed once, for several topics to share.
+
+    Returns
+    -------
+    Mapping of str to pandas.DataFrame
+        A shallow copy of ``frames`` whose ``conntrack_flows`` is a copy carrying the
+        :data:`ATTRIBUTION` column (:func:`flow_attribution`), or ``frames`` itself
+        when it has no (non-empty) ``conntrack_flows`` and ``proxy_services`` or the
+        flows already carry the column.
+    """
+    flows, services = present(frames, "conntrack_flows"), present(frames, "proxy_services")
+    if flows is None or services is None or ATTRIBUTION in flows.columns:
+        return frames
+    spn = flow_attribution(flows, services)
+    out = dict(frames)
+    out["conntrack_flows"] = flows.assign(**{ATTRIBUTION: pd.Series(spn, index=flows.index, dtype="object")})
+    return out
+
+
+def service_flows(flows: pd.DataFrame, services: pd.DataFrame) -> pd.DataFrame:
+    """The flows that reach a Service frontend, with ``service_port_name`` and ``node``.
+
+    The Service port is read from the flows' :data:`ATTRIBUTION` column when they
+    carry it (:func:`with_attribution`), else matched here (:func:`flow_attribution`).
+
+    Returns
+    -------
+    pandas.DataFrame
+        The attributed rows of ``flows`` (index kept), columns :data:`FLOW_COLUMNS`
+        plus ``service_port_name`` and ``node`` (both str categories; ``node`` is
+        ``""`` for a single unnamed node).
+    """
+    if ATTRIBUTION in flows.columns:
+        spn = flows[ATTRIBUTION].astype("object").to_numpy()
+    else:
+        spn = flow_attribution(flows, services)
     keep = pd.notna(spn)
     out = flows.loc[keep, list(FLOW_COLUMNS)]
     out["service_port_name"] = pd.Categorical(spn[keep].astype("str"))

@@ -12,7 +12,8 @@ out. The steps:
    rules, the Service spec and its endpoints), weighted by the client-to-node mix;
 4. skew statistics and G-tests (:mod:`.skew`);
 5. the topic sections (affinity, long-lived connections, proxy overhead, conntrack
-   pressure) and the diagnostics, each from its module;
+   pressure) and the diagnostics, each from its module, sharing one Service-port
+   attribution of the conntrack flows;
 6. attribution (:mod:`.attribution`): findings that explain the skew.
 
 The whole-recording window is compared with the final configuration (a snapshot is
@@ -30,6 +31,7 @@ import pandas as pd
 
 from ..datasets import Dataset
 from ..schemas import SCHEMAS, empty_frame, validate_frame
+from ._topics import with_attribution
 from .affinity import affinity_section
 from .attribution import ALPHA, attribute_skew, sort_findings
 from .expected import client_node_mix, expected_shares, selection_from_rules, selection_from_spec
@@ -318,7 +320,12 @@ def _pods_own_counts(inp: _Inputs) -> list[pd.DataFrame]:
 
 def _topic_sections(frames: Mapping[str, pd.DataFrame], sections: dict[str, pd.DataFrame],
                     missing: dict[str, str]) -> pd.DataFrame:
-    """Run each topic and the diagnostics; fill sections and missing; return their findings."""
+    """Run each topic and the diagnostics; fill sections and missing; return their findings.
+
+    The flows are matched to Service ports once here (:func:`._topics.with_attribution`)
+    and every topic reads that attribution instead of matching again.
+    """
+    frames = with_attribution(frames)
     found = [empty_frame("findings")]
     for section, fn in TOPICS:
         frame, findings, reason = fn(frames)
