@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import difflib
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -30,7 +29,7 @@ from typing import Any
 from ..analysis.result import SEVERITIES
 from ..cli import node_port_range_arg
 from ..exceptions import CollectorError, DatasetError, ParseError, SchemaError
-from .render import REPORT_FORMATS
+from .render import REPORT_FORMATS, _check_formats
 
 __all__ = ["register", "run_report", "EXIT_OK", "EXIT_FINDINGS", "EXIT_USAGE", "EXIT_DATA", "EXIT_SOURCE",
            "EXIT_WRITE", "FAIL_ON_LEVELS"]
@@ -54,17 +53,10 @@ class UsageError(Exception):
 
 
 def _formats(text: str) -> list[str]:
-    chosen = [f.strip() for f in text.split(",") if f.strip()]
-    if not chosen:
-        raise argparse.ArgumentTypeError(f"expected a comma-separated list of {', '.join(REPORT_FORMATS)}")
-    for fmt in chosen:
-        if fmt not in REPORT_FORMATS:
-            close = difflib.get_close_matches(fmt, REPORT_FORMATS, n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            raise argparse.ArgumentTypeError(
-                f"unknown format {fmt!r}: expected a comma-separated list of {', '.join(REPORT_FORMATS)}{hint}"
-            )
-    return list(dict.fromkeys(chosen))
+    try:
+        return _check_formats(f.strip() for f in text.split(",") if f.strip())
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
