@@ -30,7 +30,6 @@ import json
 import math
 import os
 import time
-import urllib.parse
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -40,6 +39,7 @@ import pandas as pd
 from ..exceptions import CollectorError, ParseError
 from ..schemas import frame_from_records, schema_table, validate_frame
 from ._proxy import service_port_name
+from .prometheus import _shown
 from ._source import Source, read_source_text
 
 __all__ = [
@@ -466,17 +466,6 @@ def _first_line(exc: BaseException) -> str:
     return text[0][:200] if text else type(exc).__name__
 
 
-def _safe_url(url: str) -> str:
-    """``url`` without any ``user:password@`` part (it is printed in errors)."""
-    parts = urllib.parse.urlsplit(str(url))
-    if parts.username is None and parts.password is None:
-        return str(url)
-    netloc = parts.hostname or ""
-    if parts.port:
-        netloc += f":{parts.port}"
-    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
-
-
 class _Api:
     """The list/watch calls of one resource, with errors mapped to CollectorError."""
 
@@ -488,7 +477,7 @@ class _Api:
         self.resource = resource
         self.group = group
         self.namespace = namespace if namespaced_method else None
-        self.host = _safe_url(api_client.configuration.host)
+        self.host = _shown(str(api_client.configuration.host))
         self.request_timeout = request_timeout
         method = getattr(api, namespaced_method if self.namespace else cluster_method)
         kwargs: dict[str, Any] = {"namespace": self.namespace} if self.namespace else {}
@@ -717,7 +706,7 @@ def _snapshot(api_client: Any, namespace: str | None, label_selector: str | None
     except CollectorError as exc:
         if getattr(exc, "status", None) != 404:
             raise
-        notes.append(_FALLBACK_NOTE.format(host=_safe_url(api_client.configuration.host)))
+        notes.append(_FALLBACK_NOTE.format(host=_shown(str(api_client.configuration.host))))
         fetch("endpoints")
     fetch("pods")
     fetch("nodes")
@@ -732,7 +721,7 @@ def _snapshot(api_client: Any, namespace: str | None, label_selector: str | None
     rows = {r: [row for o in items for row in _rows(r, o, "api")] for r, items in objects.items()}
     frames = _frames(rows)
     return EndpointSnapshot(**frames, resource_versions=versions, notes=notes, raw=raw, taken_at=taken_at,
-                            server=_safe_url(api_client.configuration.host))
+                            server=_shown(str(api_client.configuration.host)))
 
 
 def _ns(obj: Mapping[str, Any]) -> str:
