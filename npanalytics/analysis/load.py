@@ -31,7 +31,7 @@ from typing import Any, Mapping
 import numpy as np
 import pandas as pd
 
-from ..schemas import SCHEMAS, empty_frame, frame_from_records, validate_frame
+from ..schemas import conform_frame, empty_frame, frame_from_records, validate_frame
 from .flows import attribute_flows
 
 __all__ = [
@@ -229,11 +229,7 @@ def concat_frames(frames: list[pd.DataFrame], kind: str) -> pd.DataFrame:
     frames = [validate_frame(f, kind) for f in frames if len(f)]
     if not frames:
         return empty_frame(kind)
-    out = pd.concat(frames, ignore_index=True)
-    for col in SCHEMAS[kind].columns:
-        if col.dtype == "category" and col.name in out.columns and not isinstance(out[col.name].dtype, pd.CategoricalDtype):
-            out[col.name] = _cat(out[col.name])
-    return validate_frame(out, kind)
+    return conform_frame(pd.concat(frames, ignore_index=True), kind)
 
 
 def _utc(values) -> pd.Series:
