@@ -203,6 +203,14 @@ def _label(df: pd.DataFrame, labels: pd.DataFrame | None) -> pd.DataFrame:
     return df.merge(lab, on="endpoint_ip", how="left")
 
 
+def _label_pods(df: pd.DataFrame, labels: pd.DataFrame | None, columns: tuple[str, ...]) -> pd.DataFrame:
+    """``df`` with ``columns`` of :func:`backend_labels` looked up by its ``pod`` (None without labels)."""
+    if labels is None or len(labels) == 0:
+        return df.assign(**{c: None for c in columns})
+    lab = labels.dropna(subset=["pod"]).drop_duplicates("pod").set_index("pod")
+    return df.assign(**{c: df["pod"].map(lab[c]) for c in columns})
+
+
 def _cat(values) -> pd.Series:
     s = pd.Series(values, dtype="object")
     return pd.Series(s.where(s.notna(), None).tolist(), dtype="str").astype("category")
@@ -447,13 +455,7 @@ def ground_truth_load(
         return empty_frame("backend_load")
     per = (ground_truth.astype({"pod": "str", "node": "str"})
            .groupby(["pod", "node"], sort=True)[["requests", "connections"]].sum().reset_index())
-    if labels is not None and len(labels):
-        lab = labels.dropna(subset=["pod"]).drop_duplicates("pod").set_index("pod")
-        per["endpoint_ip"] = per["pod"].map(lab["endpoint_ip"])
-        per["zone"] = per["pod"].map(lab["zone"])
-    else:
-        per["endpoint_ip"] = None
-        per["zone"] = None
+    per = _label_pods(per, labels, ("endpoint_ip", "zone"))
     long = per.melt(id_vars=["pod", "node", "endpoint_ip", "zone"], value_vars=["requests", "connections"],
                     var_name="measure", value_name="value")
     long = long.assign(service_port_name=service_port_name, entry_node=None, programmed=None,
@@ -520,13 +522,7 @@ def metrics_load(
     step = step.where(step.isna() | (step >= 0), df["value"])  # a reset: the new value is the increase
     per = step.fillna(0.0).groupby(df[pod_label]).sum().rename("value").reset_index()
     per = per.rename(columns={pod_label: "pod"})
-    if labels is not None and len(labels):
-        lab = labels.dropna(subset=["pod"]).drop_duplicates("pod").set_index("pod")
-        per["endpoint_ip"] = per["pod"].map(lab["endpoint_ip"])
-        per["node"] = per["pod"].map(lab["node"])
-        per["zone"] = per["pod"].map(lab["zone"])
-    else:
-        per = per.assign(endpoint_ip=None, node=None, zone=None)
+    per = _label_pods(per, labels, ("endpoint_ip", "node", "zone"))
     per = per.assign(service_port_name=service_port_name, entry_node=None, programmed=None, source="metrics",
                      measure="requests", window_start=window_start, window_end=window_end)
     return _load_frame(per)
