@@ -255,12 +255,12 @@ def _provenance_view(payload: Mapping[str, Any]) -> dict[str, Any]:
         for name, meta in frames.items() if isinstance(meta, Mapping)
     ]
     raw = manifest.get("raw") if isinstance(manifest.get("raw"), Mapping) else {}
-    recording = manifest.get("recording", {})
+    recording = _flatten(manifest["recording"]) if manifest.get("recording") else []
     return {
         "name": format_cell(manifest.get("name")),
         "description": format_cell(manifest.get("description")),
-        "recording": _flatten(recording)[:MAX_TABLE_ROWS] if recording else [],
-        "recording_more": max(0, len(_flatten(recording)) - MAX_TABLE_ROWS) if recording else 0,
+        "recording": recording[:MAX_TABLE_ROWS],
+        "recording_more": max(0, len(recording) - MAX_TABLE_ROWS),
         "frames": _table(frame_rows, ("frame", "kind", "rows", "sha256")),
         "raw": _table([{"file": k, "sha256": v} for k, v in raw.items()], ("file", "sha256")),
         "other": [(k, format_cell(v)) for k, v in manifest.items()
