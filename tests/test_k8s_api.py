@@ -11,7 +11,6 @@ import base64
 import importlib.util
 import json
 import logging
-import socket
 import threading
 import time
 from pathlib import Path
@@ -25,6 +24,8 @@ from npanalytics.lab.apiserver import LabApiServer, kubeconfig_dict
 from npanalytics.lab.k8s_objects import cluster_objects
 from npanalytics.lab.scenario import scenario_from_dict
 from npanalytics.schemas import validate_frame
+
+from prom_server import free_port
 
 if os.environ.get("CI", "").lower() == "true":
     import kubernetes  # noqa: F401 - CI installs the k8s extra: a missing client fails, never skips
@@ -67,12 +68,6 @@ def big_scenario(pods_per_node=200, nodes=5):
                       "ports": [{"name": "http", "port": 80, "targetPort": 8080, "nodePort": 30080}]}],
         "traffic": {"requests": 10},
     })
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # --- snapshot ---------------------------------------------------------------------------------
