@@ -365,13 +365,7 @@ class _Explorer:
             self._updating = was
 
     def _on_dataset(self, _change: Any = None) -> None:
-        if self._updating:
-            return
-        with self._quiet():
-            self._fill_controls()
-        self.refresh()
-
-    def _on_control(self, _change: Any = None) -> None:
+        """A new dataset or control value: refill the controls' options, then redraw."""
         if self._updating:
             return
         with self._quiet():
@@ -380,7 +374,7 @@ class _Explorer:
 
     def _observe(self, *controls: Any) -> None:
         for control in controls:
-            control.observe(self._on_control, names="value")
+            control.observe(self._on_dataset, names="value")
 
     def _fill_controls(self) -> None:
         """Set the options of the controls from the analysis (subclasses)."""
