@@ -339,15 +339,6 @@ def test_conntrack_pressure_bars_forecast_and_maximum():
         plot_conntrack_pressure(pressure_frame().drop(columns=["max_entries"]))
 
 
-def test_importing_npanalytics_does_not_import_matplotlib():
-    import subprocess
-    import sys
-
-    code = "import sys, npanalytics; print('matplotlib' in sys.modules)"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "False"
-
-
 # -- affinity -------------------------------------------------------------------------------
 
 def affinity_frame():
