@@ -238,6 +238,8 @@ class _Inputs:
 
 def _inputs(dataset: Dataset | Mapping[str, pd.DataFrame]) -> _Inputs:
     frames: Mapping[str, pd.DataFrame] = dataset.frames if isinstance(dataset, Dataset) else dataset
+    # the flows' Service ports, matched once for the loads, the NodePort path and the topics
+    frames = with_attribution(frames)
     kinds = dataset.kinds if isinstance(dataset, Dataset) else {k: _kind_of(k) for k in frames}
     recording = dataset.recording if isinstance(dataset, Dataset) else {}
     for name, df in frames.items():

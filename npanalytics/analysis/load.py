@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 
 from ..schemas import conform_frame, empty_frame, frame_from_records, validate_frame
-from .flows import attribute_flows
+from ._topics import ATTRIBUTION, flow_attribution
 
 __all__ = [
     "MEASURES",
@@ -277,20 +277,18 @@ def _programmed(proxy_endpoints: pd.DataFrame | None) -> set[tuple[str, str, str
 
 def _attributed(flows: pd.DataFrame, services: pd.DataFrame, sums: tuple[str, ...] = ()
                 ) -> tuple[pd.DataFrame, np.ndarray, dict[str, np.ndarray]]:
-    """Aggregated flows with their Service port (attributed per node against that node's rules)."""
+    """Aggregated flows with their Service port (attributed per node against that node's rules).
+
+    Flows that already carry the :data:`._topics.ATTRIBUTION` column (as ``analyze``
+    passes them) are not matched again.
+    """
     validate_frame(flows, "conntrack_flows")
     validate_frame(services, "proxy_services")
     rep, count, totals = _aggregate_flows(flows, sums)
-    spn = pd.Series(pd.NA, index=rep.index, dtype="object")
-    if "node" in rep.columns and "node" in services.columns:
-        for node, idx in rep.groupby(rep["node"].astype("str"), sort=False).groups.items():
-            mine = services[services["node"].astype("str") == node]
-            if len(mine):
-                spn.loc[idx] = attribute_flows(rep.loc[idx], mine).astype("object")
-    else:
-        spn[:] = attribute_flows(rep, services).astype("object")
-    rep = rep.assign(service_port_name=spn.to_numpy())
-    return rep, count, totals
+    if ATTRIBUTION in rep.columns:
+        # matched once by analyze; a flow's Service port depends only on columns of the group key
+        return rep, count, totals
+    return rep.assign(**{ATTRIBUTION: flow_attribution(rep, services)}), count, totals
 
 
 def conntrack_load(
