@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import http.server
 import json
+import shutil
 import socket
 import subprocess
 import threading
@@ -21,6 +22,16 @@ import urllib.parse
 import urllib.request
 from collections.abc import Callable, Sequence
 from pathlib import Path
+
+
+def prometheus_binaries() -> tuple[str, str]:
+    """Paths of ``prometheus`` and ``promtool``: skip locally, fail under CI=true, when one is missing."""
+    from conftest import _need
+
+    prometheus, promtool = shutil.which("prometheus"), shutil.which("promtool")
+    _need(prometheus, "needs the prometheus binary")
+    _need(promtool, "needs the promtool binary")
+    return prometheus, promtool
 
 
 def free_port() -> int:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import time
 
 import pandas as pd
@@ -25,8 +24,7 @@ from npanalytics.collectors.kube_state import kube_state_frames
 from npanalytics.collectors.metrics_text import read_metrics_text
 from npanalytics.exceptions import NpaWarning
 
-from conftest import _need
-from prom_server import Answer, FakePrometheus, backfill, start_prometheus, success
+from prom_server import Answer, FakePrometheus, backfill, prometheus_binaries, start_prometheus, success
 
 pytestmark = pytest.mark.slow
 
@@ -71,10 +69,7 @@ def same_frame(a: pd.DataFrame, b: pd.DataFrame) -> None:
 
 @pytest.fixture(scope="module")
 def binaries():
-    prometheus, promtool = shutil.which("prometheus"), shutil.which("promtool")
-    _need(prometheus, "needs the prometheus binary")
-    _need(promtool, "needs the promtool binary")
-    return prometheus, promtool
+    return prometheus_binaries()
 
 
 @pytest.fixture(scope="module")

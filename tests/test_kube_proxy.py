@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from conftest import _need
-from prom_server import backfill, start_prometheus, wait_for
+from prom_server import backfill, prometheus_binaries, start_prometheus, wait_for
 
 from npanalytics import (
     concat_samples,
@@ -277,9 +277,7 @@ def test_bad_window():
 @pytest.fixture(scope="module")
 def prometheus(tmp_path_factory):
     """Prometheus on a backfilled TSDB: series.om (KSM + kube-proxy of a recorded run) and the minute scrapes."""
-    prometheus_binary, promtool = shutil.which("prometheus"), shutil.which("promtool")
-    _need(prometheus_binary, "needs the prometheus binary")
-    _need(promtool, "needs the promtool binary")
+    prometheus_binary, promtool = prometheus_binaries()
     root = tmp_path_factory.mktemp("prom")
     t0 = (int(time.time()) // 3600 - 4) * 3600  # on the hour, hours before now
     backfill(promtool, SERIES.read_text(), root / "tsdb", "recorded")

@@ -11,7 +11,6 @@ from __future__ import annotations
 import bisect
 import math
 import re
-import shutil
 import subprocess
 import sys
 import time
@@ -31,8 +30,7 @@ from npanalytics import (
 from npanalytics.collect import DEFAULT_QUERIES, collect
 from npanalytics.lab.metrics import SYNC_DURATION_BUCKETS, format_value, kube_proxy_metrics_text, openmetrics_series, serve_metrics
 
-from conftest import _need
-from prom_server import backfill, start_prometheus, wait_for
+from prom_server import backfill, prometheus_binaries, start_prometheus, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -58,9 +56,7 @@ def chunk_openmetrics() -> str:
 
 @pytest.fixture(scope="module")
 def prom(tmp_path_factory):
-    prometheus, promtool = shutil.which("prometheus"), shutil.which("promtool")
-    _need(prometheus, "needs the prometheus binary")
-    _need(promtool, "needs the promtool binary")
+    prometheus, promtool = prometheus_binaries()
     root = tmp_path_factory.mktemp("prometheus")
     backfill(promtool, load_dataset(DATASET).raw["raw/metrics/series.om"].decode(), root / "tsdb", "dataset")
     backfill(promtool, chunk_openmetrics(), root / "tsdb", "chunk")
@@ -267,8 +263,7 @@ def test_collect_keeps_every_chunk_response(prom, tmp_path):
 
 
 def test_killed_during_a_chunked_query_gives_an_error_not_part_of_the_data(tmp_path):
-    prometheus, promtool = shutil.which("prometheus"), shutil.which("promtool")
-    _need(prometheus and promtool, "needs the prometheus and promtool binaries")
+    prometheus, promtool = prometheus_binaries()
     backfill(promtool, chunk_openmetrics(), tmp_path / "tsdb", "chunk")
     server = start_prometheus(prometheus, tmp_path)
     try:
