@@ -35,21 +35,7 @@ import yaml
 from npanalytics import get_endpoint_snapshot, read_k8s_objects
 from npanalytics.lab.apiserver import RESOURCES, LabApiServer
 from npanalytics.lab.k8s_objects import cluster_objects
-from npanalytics.lab.scenario import scenario_from_dict
-
-
-def make_scenario(nodes: int, pods_per_node: int, services: int):
-    pods = [{"name": f"p-{i}-{j}", "node": f"node-{i}", "labels": {"app": f"svc-{(i * pods_per_node + j) % services}"}}
-            for i in range(nodes) for j in range(pods_per_node)]
-    return scenario_from_dict({
-        "name": "bench-k8s",
-        "nodes": [{"name": f"node-{i}", "zone": f"zone-{i % 3}"} for i in range(nodes)],
-        "pods": pods,
-        "services": [{"name": f"svc-{k}", "selector": {"app": f"svc-{k}"},
-                      "ports": [{"name": "http", "port": 80, "targetPort": 8080, "nodePort": 30000 + k}]}
-                     for k in range(services)],
-        "traffic": {"requests": 10},
-    })
+from _common import spread_scenario  # bench/ is the script's folder
 
 
 def http_floor(url: str, limit: int) -> int:
@@ -81,7 +67,7 @@ def main() -> int:
     parser.add_argument("--limit", type=int, default=500)
     parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()
-    scenario = make_scenario(args.nodes, args.pods_per_node, args.services)
+    scenario = spread_scenario("bench-k8s", args.nodes, args.pods_per_node, args.services)
     objects = cluster_objects(scenario)
     everything = [o for key in ("services", "endpointslices", "pods", "nodes") for o in objects[key]]
     dump = {"apiVersion": "v1", "items": everything, "kind": "List", "metadata": {"resourceVersion": ""}}

@@ -32,21 +32,7 @@ from prometheus_client import parser
 
 from npanalytics import kube_state_frames, read_metrics_text
 from npanalytics.lab.metrics import kube_state_metrics_text, openmetrics_series
-from npanalytics.lab.scenario import scenario_from_dict
-
-
-def make_scenario(nodes: int, pods_per_node: int, services: int):
-    pods = [{"name": f"p-{i}-{j}", "node": f"node-{i}", "labels": {"app": f"svc-{(i * pods_per_node + j) % services}"}}
-            for i in range(nodes) for j in range(pods_per_node)]
-    return scenario_from_dict({
-        "name": "bench-ksm",
-        "nodes": [{"name": f"node-{i}", "zone": f"zone-{i % 3}"} for i in range(nodes)],
-        "pods": pods,
-        "services": [{"name": f"svc-{k}", "selector": {"app": f"svc-{k}"},
-                      "ports": [{"name": "http", "port": 80, "targetPort": 8080, "nodePort": 30000 + k}]}
-                     for k in range(services)],
-        "traffic": {"requests": 10},
-    })
+from _common import spread_scenario  # bench/ is the script's folder
 
 
 def timed(fn):
@@ -63,7 +49,7 @@ def main() -> None:
     args.add_argument("--scrapes", type=int, default=5)
     args.add_argument("--runs", type=int, default=5)
     opts = args.parse_args()
-    scenario = make_scenario(opts.nodes, opts.pods_per_node, opts.services)
+    scenario = spread_scenario("bench-ksm", opts.nodes, opts.pods_per_node, opts.services)
     text = kube_state_metrics_text(scenario)
     lines = text.count("\n")
     t0 = 1_790_000_000
