@@ -361,11 +361,10 @@ def test_live_source_collects_from_prometheus_into_every_attached_explorer(recen
     assert not os.path.exists(folder) and live.button.disabled
 
 
-def test_live_source_follows_the_kubernetes_api(tmp_path):
-    if os.environ.get("CI", "").lower() == "true":
-        import kubernetes  # noqa: F401 - CI installs the k8s extra: a missing client fails, never skips
-    else:
-        pytest.importorskip("kubernetes")
+def test_live_source_follows_the_kubernetes_api(need, tmp_path):
+    import importlib.util
+
+    need(importlib.util.find_spec("kubernetes"), "needs the kubernetes client (pip install 'npanalytics[k8s]')")
     from npanalytics.lab.apiserver import LabApiServer
     from npanalytics.lab.scenario import load_scenario
 
