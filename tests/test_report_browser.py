@@ -9,17 +9,16 @@ under CI also in .ci/artifacts/).
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 
 import pytest
+from conftest import IN_CI
 from test_report import GENERATED, ROOT, make_analysis
 
 from npanalytics.report import render_report
 
 ARTIFACTS = ROOT / ".ci" / "artifacts"
-IN_CI = os.environ.get("CI", "").lower() == "true"  # as tests/conftest.py tells CI
 
 
 @pytest.fixture
