@@ -731,14 +731,7 @@ def _scan(lines: list[str], r: _Reader, bad: BadLines, *, strict: bool) -> bool:
                             secs = rest[k + 29:].partition(" ")[0]
                             if secs.isdigit() and (head is not None or "-c " not in rest):
                                 r.affinity[chain] = int(secs)
-                                checks = r.affinity_counters.get(chain)
-                                if checks is None:
-                                    checks = r.affinity_counters[chain] = {}
-                                seen = checks.get(target)
-                                if seen is None:
-                                    checks[target] = [head]
-                                else:
-                                    seen.append(head)
+                                r.affinity_counters.setdefault(chain, {}).setdefault(target, []).append(head)
                                 continue
                         elif (
                             "--comment" not in rest and "-m recent" not in rest
