@@ -324,10 +324,10 @@ def _topic_sections(frames: Mapping[str, pd.DataFrame], sections: dict[str, pd.D
                     missing: dict[str, str]) -> pd.DataFrame:
     """Run each topic and the diagnostics; fill sections and missing; return their findings.
 
-    The flows are matched to Service ports once here (:func:`._topics.with_attribution`)
-    and every topic reads that attribution instead of matching again.
+    ``frames`` come from :func:`_inputs`, whose flows carry their Service ports
+    (:func:`._topics.with_attribution`): every topic reads that attribution instead
+    of matching again.
     """
-    frames = with_attribution(frames)
     found = [empty_frame("findings")]
     for section, fn in TOPICS:
         frame, findings, reason = fn(frames)
