@@ -100,13 +100,6 @@ _SYNC_COLUMNS = {
 _SYNC_COUNTS = {"sync": "syncs", "sync_full": "full_syncs", "sync_partial": "partial_syncs"}
 
 
-def _empty(columns: Sequence[str]) -> pd.DataFrame:
-    dtypes = {"proxy_mode": "category", "statistic": "category", "services": "int64", "attempts": "int64",
-              "failures": "int64", "rules": "Int64", "points": "int64"}
-    return pd.DataFrame({c: category([]) if dtypes.get(c) == "category" else pd.Series([], dtype=dtypes.get(c, "float64"))
-                         for c in columns})
-
-
 def fit_sweep(summary: pd.DataFrame, *, statistics: Sequence[str] = ("p50_us", "p99_us"),
               confidence: float = 0.95) -> pd.DataFrame:
     """Per mode, a least-squares line of a connect-time percentile against the Service count.
@@ -152,7 +145,7 @@ def fit_sweep(summary: pd.DataFrame, *, statistics: Sequence[str] = ("p50_us", "
                     row["slope_ci_low"], row["slope_ci_high"] = fit.slope - half, fit.slope + half
             rows.append(row)
     if not rows:
-        return _empty(FIT_COLUMNS)
+        return empty_frame("overhead_fit")
     out = pd.DataFrame(rows, columns=list(FIT_COLUMNS))
     out["proxy_mode"] = category(out["proxy_mode"].astype("str").tolist())
     out["statistic"] = category(out["statistic"].astype("str").tolist())
@@ -187,7 +180,7 @@ def summarize_sweep(connect_latency: pd.DataFrame, rule_loads: pd.DataFrame) -> 
     fit_cols = [f"{s}_{c}" for s in ("p50", "p99")
                 for c in ("slope_ns_per_service", "slope_ci_low", "slope_ci_high", "intercept_us", "r_squared")]
     if connect_latency.empty:
-        return validate_frame(_empty(list(SUMMARY_COLUMNS) + fit_cols), "overhead")
+        return empty_frame("overhead")
     cl = connect_latency.assign(proxy_mode=connect_latency["proxy_mode"].astype("str"))
     grouped = cl.groupby(["proxy_mode", "services"], sort=True)
     summary = grouped.agg(attempts=("ok", "size"), failures=("ok", lambda s: int((~s).sum())))
