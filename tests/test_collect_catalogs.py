@@ -9,8 +9,8 @@ and the samples of the OpenMetrics file itself.
 
 from __future__ import annotations
 
+import importlib.util
 import json
-import os
 import time
 
 import pandas as pd
@@ -219,9 +219,8 @@ def test_analyze_runs_on_the_collection_with_endpoint_labels(collected):
                                            ).missing  # what the catalog frames bring
 
 
-def test_with_the_kubernetes_api_its_frames_win(prom, samples, source, tmp_path):
-    if os.environ.get("CI", "").lower() != "true":
-        pytest.importorskip("kubernetes")  # CI installs the k8s extra: there a missing client fails
+def test_with_the_kubernetes_api_its_frames_win(prom, samples, source, tmp_path, need):
+    need(importlib.util.find_spec("kubernetes"), "needs the kubernetes client (pip install 'npanalytics[k8s]')")
     from npanalytics.lab.apiserver import LabApiServer
     from npanalytics.lab.scenario import load_scenario
 

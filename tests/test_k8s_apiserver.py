@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import importlib.util
 import json
 import signal
 import subprocess
@@ -148,13 +149,10 @@ def test_bad_label_selector_is_a_400(server):
         parse_label_selector("a === b")
 
 
-def test_cli_serve_api(tmp_path):
-    import os
-
+def test_cli_serve_api(tmp_path, need):
     from npanalytics import get_endpoint_snapshot
 
-    if os.environ.get("CI", "").lower() != "true":  # CI installs the k8s extra: it may not skip
-        pytest.importorskip("kubernetes")
+    need(importlib.util.find_spec("kubernetes"), "needs the kubernetes client (pip install 'npanalytics[k8s]')")
 
     path = tmp_path / "kubeconfig"
     command = [sys.executable, "-m", "npanalytics.lab.cli", "serve-api", "two-nodes-local",

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import gzip
+import importlib.util
 import io
 import json
-import os
 from pathlib import Path
 
 import pandas as pd
@@ -71,13 +71,10 @@ def test_json_and_yaml_dumps_read_alike():
         pd.testing.assert_frame_equal(from_json[attr], from_yaml[attr])
 
 
-def test_dump_and_live_api_give_the_same_frames(tmp_path):
-    if os.environ.get("CI", "").lower() != "true":  # CI installs the k8s extra: it may not skip
-        pytest.importorskip("kubernetes")
+def test_dump_and_live_api_give_the_same_frames(tmp_path, need):
+    need(importlib.util.find_spec("kubernetes"), "needs the kubernetes client (pip install 'npanalytics[k8s]')")
     from npanalytics.lab.apiserver import LabApiServer
     from npanalytics.lab.scenario import scenario_from_dict
-
-    import importlib.util
 
     spec = importlib.util.spec_from_file_location("make_dumps", DATA / "make_dumps.py")
     module = importlib.util.module_from_spec(spec)
