@@ -6,7 +6,6 @@ loopback; expectations are written from the scenario itself, not from the collec
 
 from __future__ import annotations
 
-import os
 import base64
 import importlib.util
 import json
@@ -25,9 +24,10 @@ from npanalytics.lab.k8s_objects import cluster_objects
 from npanalytics.lab.scenario import scenario_from_dict
 from npanalytics.schemas import validate_frame
 
+from conftest import IN_CI
 from prom_server import free_port
 
-if os.environ.get("CI", "").lower() == "true":
+if IN_CI:
     import kubernetes  # noqa: F401 - CI installs the k8s extra: a missing client fails, never skips
 else:
     pytest.importorskip("kubernetes")

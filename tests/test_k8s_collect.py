@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pandas as pd
@@ -15,7 +14,9 @@ from npanalytics.collect import collect
 from npanalytics.lab.apiserver import LabApiServer
 from npanalytics.lab.scenario import load_scenario
 
-if os.environ.get("CI", "").lower() == "true":
+from conftest import IN_CI
+
+if IN_CI:
     import kubernetes  # noqa: F401 - CI installs the k8s extra: a missing client fails, never skips
 else:
     pytest.importorskip("kubernetes")
