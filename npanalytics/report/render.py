@@ -289,7 +289,9 @@ def _view(analysis: Analysis, payload: Mapping[str, Any], figures: bool) -> dict
 
 MARKDOWN_SPECIAL = "\\`|*[]<>"
 """Characters escaped with a backslash in Markdown (backslash first): code spans, table cells,
-emphasis, links and raw HTML tags cannot be opened by a label value."""
+``*`` emphasis, links and raw HTML tags cannot be opened by a label value. ``_`` is left as is,
+so that names such as ``service_port_name`` stay readable as plain text: a label written
+``_like this_`` may show in italics, which changes no cell, link or tag."""
 
 
 def _markdown_escape(value: Any) -> str:
