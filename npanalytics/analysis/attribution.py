@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from ..schemas import empty_frame, frame_from_records, validate_frame
+from ._topics import finding, fmt_pct
 from .result import SEVERITIES
 from .skew import g_test
 
@@ -61,13 +62,9 @@ def _fmt_p(p: float) -> str:
     return "<1e-300" if p == 0 else (f"{p:.2g}" if p < 0.001 else f"{p:.3f}")
 
 
-def _pct(x: float) -> str:
-    return f"{100 * x:.1f}%"
-
-
 def _record(severity: str, code: str, spn: str, what: str, evidence: str, advice: str) -> dict:
-    return {"severity": severity, "code": code, "service": spn, "node": None,
-            "what": what, "evidence": evidence, "advice": advice}
+    """A findings record about a Service port (no node)."""
+    return finding(severity, code, spn, None, what, evidence, advice)
 
 
 def _stale(spn: str, load: pd.DataFrame, summary: pd.DataFrame) -> dict | None:
@@ -80,7 +77,7 @@ def _stale(spn: str, load: pd.DataFrame, summary: pd.DataFrame) -> dict | None:
     who = ", ".join(sorted({f"{ip}" + (f" ({pod})" if pd.notna(pod) else "")
                             for ip, pod in zip(stale["endpoint_ip"].astype("str"), stale["pod"])}))
     nat = summary[(summary["source"] == "conntrack") & summary["window_start"].isna() & (summary["group"] == "endpoint")]
-    evidence = f"{n_stale:.0f} of {total:.0f} conntrack flows ({_pct(n_stale / total)}) go to {who}, not in the current rules"
+    evidence = f"{n_stale:.0f} of {total:.0f} conntrack flows ({fmt_pct(n_stale / total)}) go to {who}, not in the current rules"
     if len(nat):
         evidence += f"; G-test of conntrack against the current rules p={_fmt_p(float(nat['p_value'].iloc[0]))}"
     windows = summary[summary["window_start"].notna() & (summary["group"] == "endpoint")
@@ -120,7 +117,7 @@ def _local_topology(spn: str, skew: pd.DataFrame, summary: pd.DataFrame, alpha: 
         fits.append((source, float(s["p_value"].iloc[0])))
         against_uniform.append((source, float(p_even[0])))
         if not detail:
-            detail = "; ".join(f"{b} {_pct(o)} observed / {_pct(e)} expected"
+            detail = "; ".join(f"{b} {fmt_pct(o)} observed / {fmt_pct(e)} expected"
                                for b, o, e in zip(r["backend"].astype("str"), r["share"], r["expected_share"]))
             mm = s["max_mean"].iloc[0]
     if not fits or min(p for _, p in fits) < alpha:
@@ -163,11 +160,11 @@ def _long_lived_fallback(spn: str, load: pd.DataFrame, summary: pd.DataFrame, al
     if best is None or best[0] < _VOLUME_GAP:
         return None
     gap, source, measure, both = best
-    shares = ", ".join(f"{ip} {_pct(a)} of connections / {_pct(b)} of {measure}" for ip, (a, b) in both.iterrows())
+    shares = ", ".join(f"{ip} {fmt_pct(a)} of connections / {fmt_pct(b)} of {measure}" for ip, (a, b) in both.iterrows())
     return _record(
         "info", "long-lived-connections", spn,
         "connections are spread as configured, but the load they carry is not (long-lived connections)",
-        f"{shares}; connection and {measure} ({source}) shares differ by {_pct(gap)} (total variation); "
+        f"{shares}; connection and {measure} ({source}) shares differ by {fmt_pct(gap)} (total variation); "
         "G-test of connections against the model: " + ", ".join(
             f"{r.source} p={_fmt_p(r.p_value)}" for r in fit.itertuples()),
         "have clients reconnect periodically (max connection age) or balance requests at L7",
