@@ -31,8 +31,6 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import re
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from typing import Any, Literal
 
@@ -204,6 +202,9 @@ def _detect_format(lines: list[str], content_type: str | None) -> str:
 
 
 def _fetch(url: str, timeout: float) -> tuple[bytes, str | None]:
+    import urllib.error  # urllib.request pulls in http.client and ssl: only a scrape needs them
+    import urllib.request
+
     request = urllib.request.Request(url, headers={"Accept": ACCEPT, "User-Agent": "npanalytics"})
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
