@@ -15,6 +15,7 @@ from npanalytics.lab.apiserver import LabApiServer
 from npanalytics.lab.scenario import load_scenario
 
 from conftest import IN_CI
+from prom_server import Answer, FakePrometheus, success
 
 if IN_CI:
     import kubernetes  # noqa: F401 - CI installs the k8s extra: a missing client fails, never skips
@@ -106,37 +107,13 @@ def test_collect_needs_a_source(tmp_path):
 
 @pytest.fixture
 def prometheus_stub():
-    """A stand-in Prometheus answering every range query with an empty matrix (records the queries)."""
-    import http.server
-    import threading
-    import urllib.parse
-
-    seen = []
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802
-            seen.append(urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query)["query"][0])
-            body = json.dumps({"status": "success", "data": {"resultType": "matrix", "result": []}}).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args):
-            pass
-
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    httpd.seen = seen
-    yield httpd
-    httpd.shutdown()
-    httpd.server_close()
+    """A stand-in Prometheus answering every query with an empty matrix (records the requests)."""
+    with FakePrometheus(lambda seen: Answer(body=success("matrix", []))) as server:
+        yield server
 
 
 def test_collect_prometheus_and_kubernetes_together(tmp_path, prometheus_stub):
-    url = f"http://127.0.0.1:{prometheus_stub.server_address[1]}"
+    url = prometheus_stub.url
     with LabApiServer(load_scenario("two-nodes-local")) as srv:
         config = srv.write_kubeconfig(tmp_path / "kubeconfig")
         ds = collect(tmp_path / "both", prometheus=url, queries={"up": "up"}, default_queries=False,
@@ -145,7 +122,7 @@ def test_collect_prometheus_and_kubernetes_together(tmp_path, prometheus_stub):
             collect(tmp_path / "clash", prometheus=url, queries={"k8s_pods": "up"}, default_queries=False,
                     kubeconfig=config, start=0, end=60, step=15, progress=False)
     assert ds.kinds == {"up": "prom_samples", **{k: k for k in K8S_FRAMES}}
-    assert prometheus_stub.seen == ["up"]  # the clash is found before any query
+    assert [seen.params["query"] for seen in prometheus_stub.requests] == ["up"]  # the clash is found before any query
     assert ds.recording["prometheus_url"] == url and ds.recording["kubernetes"]["server"] == srv.url
     assert ds.description.startswith("Prometheus series from")
     loaded = load_dataset(tmp_path / "both")
