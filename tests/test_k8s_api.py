@@ -25,7 +25,7 @@ from npanalytics.lab.scenario import scenario_from_dict
 from npanalytics.schemas import validate_frame
 
 from conftest import IN_CI
-from prom_server import free_port
+from prom_server import Answer, FakePrometheus, free_port
 
 if IN_CI:
     import kubernetes  # noqa: F401 - CI installs the k8s extra: a missing client fails, never skips
@@ -310,31 +310,13 @@ def test_a_given_client_is_used_and_left_open(server):
 
 
 def test_a_response_that_is_not_json_is_a_parse_error(tmp_path):
-    import http.server
-
-    class Proxy(http.server.BaseHTTPRequestHandler):  # a misconfigured proxy answering HTML
-        def do_GET(self):  # noqa: N802
-            body = b"<html>\n<body>login required</body>\n</html>\n"
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args):
-            pass
-
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Proxy)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
+    html = b"<html>\n<body>login required</body>\n</html>\n"  # a misconfigured proxy answering HTML
+    with FakePrometheus(lambda seen: Answer(body=html)) as proxy:  # prom_server's scripted HTTP server
         path = tmp_path / "kubeconfig"
-        path.write_text(json.dumps(kubeconfig_dict(f"http://127.0.0.1:{httpd.server_address[1]}")))
+        path.write_text(json.dumps(kubeconfig_dict(proxy.url)))
         with pytest.raises(ParseError, match=r"list services page 1:1: expected a JSON document from the "
                                              r"Kubernetes API, got '<html>'"):
             get_endpoint_snapshot(kubeconfig=path)
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
 
 
 def test_arguments_are_checked():
