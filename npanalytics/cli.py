@@ -11,8 +11,8 @@ report
     Write the HTML/JSON/Markdown report of a dataset or of live sources, with an
     exit status for scheduled runs (see :mod:`npanalytics.report.cli`).
 collect
-    Record Prometheus series (and their raw responses) into a dataset folder
-    (see :mod:`npanalytics.collect`).
+    Record Prometheus series and/or a Kubernetes API snapshot (and their raw
+    responses) into a dataset folder (see :mod:`npanalytics.collect`).
 lab
     Build, run, record and tear down the network-namespace lab (root only).
 """
