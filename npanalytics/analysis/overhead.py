@@ -41,6 +41,7 @@ import numpy as np
 import pandas as pd
 
 from ..schemas import empty_frame, frame_from_records, validate_frame
+from . import promql
 from ._topics import Frames, category, finding, findings_frame, missing_reason, present
 
 __all__ = [
@@ -264,12 +265,15 @@ def describe_overhead(extrapolation: pd.DataFrame) -> str:
 
 
 def histogram_quantile(le: np.ndarray, counts: np.ndarray, q: float) -> float:
-    """Quantile of a cumulative Prometheus histogram, interpolating linearly within the bucket.
+    """Quantile of a cumulative Prometheus histogram given as two arrays.
+
+    The array form of :func:`npanalytics.analysis.promql.histogram_quantile`, which
+    interpolates as Prometheus does.
 
     Parameters
     ----------
     le : array of float
-        Bucket upper bounds, ascending, ``+Inf`` last (as Prometheus exposes them).
+        Bucket upper bounds, ``+Inf`` last (as Prometheus exposes them).
     counts : array of float
         Cumulative counts of those buckets.
     q : float
@@ -278,27 +282,17 @@ def histogram_quantile(le: np.ndarray, counts: np.ndarray, q: float) -> float:
     Returns
     -------
     float
-        As PromQL's ``histogram_quantile``: NaN without observations; the largest
-        finite bound when the quantile falls in the ``+Inf`` bucket.
+        NaN without observations; the largest finite bound when the quantile
+        falls in the ``+Inf`` bucket; else linear interpolation in the bucket.
+
+    Raises
+    ------
+    ValueError
+        When ``q`` is outside [0, 1] (PromQL would answer -Inf/+Inf).
     """
-    le = np.asarray(le, dtype="float64")
-    counts = np.asarray(counts, dtype="float64")
     if not 0 <= q <= 1:
         raise ValueError(f"q must be in [0, 1], got {q!r}")
-    if le.size == 0 or counts[-1] <= 0:
-        return float("nan")
-    rank = q * counts[-1]
-    i = int(np.searchsorted(counts, rank, side="left"))
-    i = min(i, le.size - 1)
-    if np.isinf(le[i]):
-        finite = le[np.isfinite(le)]
-        return float(finite[-1]) if finite.size else float("nan")
-    lower = le[i - 1] if i > 0 else 0.0
-    below = counts[i - 1] if i > 0 else 0.0
-    inside = counts[i] - below
-    if inside <= 0:
-        return float(le[i])
-    return float(lower + (le[i] - lower) * (rank - below) / inside)
+    return promql.histogram_quantile(zip(np.asarray(le, dtype="float64"), np.asarray(counts, dtype="float64")), q)
 
 
 def _programming_latency(samples: pd.DataFrame | None) -> pd.DataFrame:
